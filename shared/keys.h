@@ -98,4 +98,7 @@ int sbx_envelope_id(const unsigned char *blob, size_t len, char *out, size_t out
 /* A strong random password for "mailbox add" without --password-stdin:
  * 24 characters from an unambiguous alphabet (~138 bits). out >= 25 bytes. */
 void sbx_password_generate(char *out, size_t outsz);
+
+/* For tests: how many Argon2id derivations this process has run. */
+unsigned long sbx_keys_kdf_runs(void);
 #endif

@@ -7,7 +7,8 @@
 #ifndef SBX_LOCK_H
 #define SBX_LOCK_H
 
-/* STATE/mailboxes/<first two hex digits>/<id><suffix>, malloc'd.
+/* STATE/mailboxes/<first two hex digits>/<id><suffix>, malloc'd; NULL when
+ * mailbox_id is not 32 hex digits (never a path outside the state dir).
  * suffix: ".sqlite", ".lock". */
 char *sbx_mailbox_path(const char *state_dir, const char *mailbox_id, const char *suffix);
 

@@ -41,7 +41,7 @@ for t in "$BUILD"/tests/unit/test_*; do
 done
 for t in "$TOP"/tests/cli/*.sh; do
 	[ -f "$t" ] || continue
-	run "$(basename "$t")" sh "$t"
+	run "$(basename "$t")" bash "$t"
 done
 if command -v mandoc >/dev/null 2>&1 && ls "$TOP"/man/*.[0-9] >/dev/null 2>&1; then
 	if mandoc -Tlint -W warning "$TOP"/man/*.[0-9] >"$out" 2>&1; then
