@@ -66,16 +66,21 @@ deps-check:
 deps:
 	@sh tests/install-deps.sh $(DEB_PKGS)
 
-check: all
+# check and demo install missing packages first, then re-run make so that
+# pkg-config sees them (its output is read when the Makefile is parsed).
+check: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/run.sh $(BUILD)
 
 man-lint:
 	mandoc -Tlint -W warning man/*.[0-9]
 
-demo: all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh $(BUILD)
 
-bench: all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(BUILD)
 
 clean:
