@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "util.h"
 
 /* Every key any sealbox program reads, with its default (NULL = none).

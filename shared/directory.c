@@ -23,7 +23,7 @@
 #include <sqlite3.h>
 
 #include "directory.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "util.h"
 
 #define DIR_FILE              "directory.db"
@@ -1227,12 +1227,26 @@ sbx_dir_mailbox_add(struct sbx_dir *dir, const char *address, uint64_t quota_byt
 	if (envelope_id_check(envelope_id, error_r) < 0 ||
 	    envelope_blob_check(envelope, envelope_len, error_r) < 0)
 		return -1;
+	/* The caller may choose the id: the key envelope's AD names the
+	 * mailbox id, so it must be known before this row exists. */
+	if (id_r[0] != '\0') {
+		if (!sbx_is_id(id_r))
+			return fail(error_r, "invalid mailbox id (want 32 lower-case hex digits)");
+		memcpy(id, id_r, SBX_ID_HEX);
+	} else {
+		sbx_random_id(id);
+	}
 	if (sbx_addr_normalize(address, 0, &addr, error_r) < 0)
 		return -1;
 	domain = strrchr(addr, '@') + 1;
-	sbx_random_id(id);
 	if (tx_begin(dir, error_r) < 0)
 		goto out_free;
+	if ((rc = mailbox_exists(dir, id, error_r)) < 0)
+		goto out_rollback;
+	if (rc > 0) {
+		fail_v(error_r, "mailbox id already exists", id, "");
+		goto out_rollback;
+	}
 	if ((rc = domain_hosted(dir, domain, error_r)) < 0)
 		goto out_rollback;
 	if (rc == 0) {

@@ -61,8 +61,11 @@ struct sbx_dir_mailbox {
 };
 void sbx_dir_mailbox_clear(struct sbx_dir_mailbox *m);
 
-/* Add a mailbox with a fresh random id (returned in m->id) and its first key
- * envelope; also adds the exact alias address -> mailbox. The domain must be
+/* Add a mailbox and its first key envelope; also adds the exact alias
+ * address -> mailbox. id_r is in/out: when id_r[0] != '\0' it must hold the
+ * id to use (32 lower-case hex digits, not already a mailbox; the envelope's
+ * AD was sealed with it), otherwise a fresh random id is written into it.
+ * Callers without an id must pass id_r[0] == '\0'. The domain must be
  * hosted; the address must not already be a mailbox or alias. */
 int sbx_dir_mailbox_add(struct sbx_dir *dir, const char *address, uint64_t quota_bytes,
 			const unsigned char spool_pk[32], const char *envelope_id,

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "import.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "log.h"
 #include "spool.h"
 #include "util.h"

@@ -7,7 +7,7 @@
 #include <sodium.h>
 
 #include "keys.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "util.h"
 
 #define KDF_CONTEXT "sbxkeys1"

@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "limits.h"
+#include "sbx_limits.h"
 #include "spool.h"
 #include "util.h"
 

@@ -16,7 +16,7 @@
 #include <sqlite3.h>
 
 #include "directory.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "tap.h"
 #include "util.h"
 
@@ -269,7 +269,7 @@ TEST(readonly)
 {
 	char *state = new_state(), *err = NULL, *path;
 	struct sbx_dir *w = open_new(state), *r = NULL;
-	char id[SBX_ID_HEX], want[128];
+	char id[SBX_ID_HEX] = "", want[128];
 	int fd;
 
 	CHECK(add_domain(w, "example.com"));
@@ -347,7 +347,7 @@ TEST(domains)
 {
 	char *state = new_state(), *err = NULL;
 	struct sbx_dir *dir = open_new(state);
-	char id[SBX_ID_HEX], **names = NULL;
+	char id[SBX_ID_HEX] = "", **names = NULL;
 	size_t n = 0;
 
 	CHECK(add_domain(dir, "Example.COM"));
@@ -570,7 +570,7 @@ TEST(mailboxes)
 	struct sbx_dir *dir = open_new(state);
 	struct sbx_dir_mailbox m, *list = NULL;
 	struct sbx_dir_alias *aliases = NULL;
-	char alice[SBX_ID_HEX], bob[SBX_ID_HEX], id[SBX_ID_HEX];
+	char alice[SBX_ID_HEX] = "", bob[SBX_ID_HEX] = "", id[SBX_ID_HEX] = "";
 	size_t n = 0, i;
 	int found;
 
@@ -672,7 +672,7 @@ TEST(envelopes)
 	char *state = new_state(), *err = NULL;
 	struct sbx_dir *dir = open_new(state);
 	struct sbx_dir_envelope *v = NULL;
-	char id[SBX_ID_HEX], other[SBX_ID_HEX], eid[80];
+	char id[SBX_ID_HEX] = "", other[SBX_ID_HEX] = "", eid[80];
 	size_t n = 0, i;
 
 	CHECK(add_domain(dir, "example.com"));
@@ -737,8 +737,8 @@ TEST(aliases_resolve)
 {
 	char *state = new_state(), *err = NULL, *want, *matched = NULL;
 	struct sbx_dir *dir = open_new(state);
-	char sales[SBX_ID_HEX], user[SBX_ID_HEX], rx1[SBX_ID_HEX], rx2[SBX_ID_HEX],
-	    catchall[SBX_ID_HEX], s[320];
+	char sales[SBX_ID_HEX] = "", user[SBX_ID_HEX] = "", rx1[SBX_ID_HEX] = "", rx2[SBX_ID_HEX] = "",
+	    catchall[SBX_ID_HEX] = "", s[320];
 	struct sbx_target t[3], *rt = NULL, w;
 	struct sbx_dir_alias *aliases = NULL;
 	size_t n = 0, i;
@@ -921,7 +921,7 @@ TEST(aliases_resolve)
 
 TEST(usage)
 {
-	char *state = new_state(), *err = NULL, other[SBX_ID_HEX], id[SBX_ID_HEX];
+	char *state = new_state(), *err = NULL, other[SBX_ID_HEX] = "", id[SBX_ID_HEX] = "";
 	struct sbx_dir *dir = open_new(state);
 	struct sbx_dir_mailbox m;
 

@@ -10,7 +10,7 @@
 #include <sodium.h>
 
 #include "keys.h"
-#include "limits.h"
+#include "sbx_limits.h"
 #include "tap.h"
 #include "util.h"
 

@@ -20,7 +20,7 @@
 
 #include <sodium.h>
 
-#include "limits.h"
+#include "sbx_limits.h"
 #include "lock.h"
 #include "spool.h"
 #include "util.h"

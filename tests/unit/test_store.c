@@ -21,6 +21,7 @@
 #include "lock.h"
 #include "log.h"
 #include "mbox.h"
+#include "sbx_limits.h"
 #include "spool.h"
 #include "store.h"
 #include "tap.h"

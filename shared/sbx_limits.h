@@ -1,5 +1,5 @@
 /*
- * limits.h - every bound on attacker- or admin-controlled sizes and counts,
+ * sbx_limits.h - every bound on attacker- or admin-controlled sizes and counts,
  * in one place (STYLE.md section 5). Config keys override some of them at
  * run time; the names here are the compiled-in defaults and hard ceilings.
  */

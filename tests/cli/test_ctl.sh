@@ -1,0 +1,401 @@
+#!/bin/bash
+# tests/cli/test_ctl.sh - sealboxctl end to end, in a throwaway state dir.
+#   SBX_BIN=build SBX_TOP=. bash tests/cli/test_ctl.sh
+# Prints one TAP line per check ("ok - name" / "not ok - name") and exits
+# non-zero when any check failed. Every bad input is checked for: exit
+# status != 0, exactly one "sealboxctl: ..." line on stderr naming the
+# problem, and no change to the mailbox/alias/domain listings or to any file
+# under mailboxes/ and spool/ (directory.db's WAL may change on a read).
+set -u
+
+BIN=${SBX_BIN:?SBX_BIN must name the build directory}/sealboxctl
+T=$(mktemp -d "${TMPDIR:-/tmp}/sbx-ctl.XXXXXX")
+STATE=$T/state
+CONF=$T/sealbox.conf
+HOLDER=
+FAILED=0
+N=0
+
+# Stop the flock(1) lock holder and its child (which inherited the lock).
+kill_holder() {
+	local p kids
+	[ -n "$HOLDER" ] || return 0
+	if command -v pgrep >/dev/null 2>&1; then
+		kids=$(pgrep -P "$HOLDER")
+	else
+		kids=$(cat /proc/"$HOLDER"/task/*/children 2>/dev/null)
+	fi
+	for p in $kids; do kill "$p" 2>/dev/null; done
+	kill "$HOLDER" 2>/dev/null
+	wait "$HOLDER" 2>/dev/null
+	HOLDER=
+}
+cleanup() {
+	kill_holder
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+printf 'state_dir = %s\n' "$STATE" >"$CONF"
+: >"$T/empty"
+
+pass() { N=$((N + 1)); echo "ok - $1"; }
+fail() {
+	N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok - $1"
+	if [ -s "$T/err" ]; then sed 's/^/# stderr: /' "$T/err" | head -5; fi
+}
+# check NAME COMMAND...: the command's exit status decides.
+check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+not() { ! "$@"; }
+
+# ok_out ERE: the last run succeeded and printed a line matching ERE.
+ok_out() { [ "$RC" -eq 0 ] && grep -E -q -- "$1" "$T/out"; }
+# run STDIN_FILE ARGS...: sealboxctl with the test config; sets RC, output in
+# $T/out and $T/err.
+run() { local in=$1; shift; "$BIN" -c "$CONF" "$@" <"$in" >"$T/out" 2>"$T/err"; RC=$?; }
+ctl() { "$BIN" -c "$CONF" "$@"; }
+# Lines of a file, for a password: pwfile NAME LINE...
+pwfile() { local f=$T/$1; shift; printf '%s\n' "$@" >"$f"; echo "$f"; }
+
+snapshot() {
+	{
+		ctl mailbox list --json
+		ctl alias list --json
+		ctl domain list
+		if [ -d "$STATE" ]; then
+			(cd "$STATE" && find mailboxes spool \( -type f -o -type d \) -print 2>/dev/null |
+				LC_ALL=C sort | while read -r f; do
+					if [ -f "$f" ]; then sha256sum "$f"; else echo "dir $f"; fi
+				done)
+		fi
+	} >"$1" 2>&1
+}
+
+# expect_fail NAME PATTERN STDIN_FILE ARGS...: must fail with one stderr
+# line matching PATTERN (grep -E -i) and change nothing.
+expect_fail() {
+	local name=$1 pat=$2 in=$3; shift 3
+	snapshot "$T/before"
+	run "$in" "$@"
+	snapshot "$T/after"
+	check "$name: exit status non-zero" [ "$RC" -ne 0 ]
+	check "$name: one error line on stderr" [ "$(wc -l <"$T/err")" -eq 1 ]
+	check "$name: message '$pat'" grep -E -i -q "^sealboxctl: .*($pat)" "$T/err"
+	check "$name: nothing changed" cmp -s "$T/before" "$T/after"
+}
+
+json_get() {   # json_get FILE PYTHON-EXPR-over-d
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+mailbox_field() {   # mailbox_field ADDRESS FIELD
+	ctl mailbox list --json >"$T/mb.json" &&
+		json_get "$T/mb.json" "[m['$2'] for m in d if m['address']=='$1'][0]"
+}
+
+# mbox_check MBOX EXPECTED-FILE...: parse MBOX as mboxrd and compare the
+# messages with the files byte for byte (as multisets, order-free).
+mbox_check() {
+	python3 - "$@" <<'EOF'
+import re, sys
+data = open(sys.argv[1], 'rb').read()
+msgs, cur = [], None
+for line in re.findall(rb'[^\n]*\n|[^\n]+$', data):
+	if line.startswith(b'From '):
+		if cur is not None:
+			msgs.append(cur)
+		cur = b''
+		continue
+	if cur is None:
+		sys.exit('mbox does not start with a From_ line')
+	if re.match(rb'>+From ', line):
+		line = line[1:]
+	cur += line
+if cur is not None:
+	msgs.append(cur)
+msgs = [m[:-1] if m.endswith(b'\n') else m for m in msgs]
+want = [open(f, 'rb').read() for f in sys.argv[2:]]
+if sorted(msgs) != sorted(want):
+	sys.exit('got %d messages, want %d; differ: %r' % (len(msgs), len(want),
+		 [m[:60] for m in msgs if m not in want]))
+EOF
+}
+
+start=$(date +%s)
+
+# ------------------------------------------------------------------ init
+run "$T/empty" init
+check "init succeeds" [ "$RC" -eq 0 ]
+check "init creates directory.db, mailboxes/, spool/" \
+	[ -f "$STATE/directory.db" -a -d "$STATE/mailboxes" -a -d "$STATE/spool" ]
+check "state dir is mode 0700" [ "$(stat -c %a "$STATE")" = 700 ]
+check "directory.db is mode 0600" [ "$(stat -c %a "$STATE/directory.db")" = 600 ]
+run "$T/empty" init
+check "init is idempotent" [ "$RC" -eq 0 ]
+
+# --------------------------------------------------------------- usage
+run "$T/empty" -h
+check "-h prints usage, exit 0" ok_out '^usage: sealboxctl'
+run "$T/empty" help
+check "help prints usage" ok_out 'mailbox add'
+run "$T/empty" frobnicate
+check "unknown command: exit 2 with usage on stderr" eval '[ "$RC" -eq 2 ] && grep -q "^usage:" "$T/err"'
+run "$T/empty" mailbox add
+check "missing argument: exit 2" [ "$RC" -eq 2 ]
+run "$T/empty" mailbox list --bogus
+check "unknown option: exit 2" [ "$RC" -eq 2 ]
+
+# -------------------------------------------------------------- domains
+run "$T/empty" domain add Example.COM
+check "domain add" [ "$RC" -eq 0 ]
+run "$T/empty" domain add other.org
+check "domain add second" [ "$RC" -eq 0 ]
+run "$T/empty" domain add spare.net
+run "$T/empty" domain list
+check "domain list shows normalised names" grep -qx 'example.com' "$T/out"
+check "domain list shows all" [ "$(wc -l <"$T/out")" -eq 3 ]
+expect_fail "duplicate domain" "exist" "$T/empty" domain add example.com
+run "$T/empty" domain del spare.net
+check "domain del" eval '[ "$RC" -eq 0 ] && ! ctl domain list | grep -q spare.net'
+expect_fail "domain del unknown" "no such|not" "$T/empty" domain del spare.net
+
+# ------------------------------------------------------------ mailboxes
+PW_A='correct horse battery staple'
+run "$(pwfile pw_a "$PW_A")" mailbox add Alice@Example.com --password-stdin
+check "mailbox add --password-stdin" ok_out '^mailbox alice@example.com id [0-9a-f]{32}$'
+check "mailbox add --password-stdin prints no password" not grep -q "password" "$T/out"
+ALICE=$(sed -n 's/^mailbox alice@example.com id //p' "$T/out")
+
+run "$T/empty" mailbox add bob@example.com --quota 10M
+check "mailbox add with generated password" ok_out '^password: [A-Za-z0-9]{24}$'
+PW_B=$(sed -n 's/^password: //p' "$T/out")
+BOB=$(sed -n 's/^mailbox bob@example.com id //p' "$T/out")
+
+ctl mailbox list --json >"$T/mb.json"
+check "mailbox list --json is a JSON array of 2" [ "$(json_get "$T/mb.json" 'len(d)')" = 2 ]
+check "mailbox list --json: id is 32 hex digits" \
+	[ "$(json_get "$T/mb.json" "all(__import__('re').fullmatch('[0-9a-f]{32}', m['id']) for m in d)")" = True ]
+check "mailbox list --json: alice's id" [ "$(mailbox_field alice@example.com id)" = "$ALICE" ]
+check "mailbox list --json: default quota 1G" [ "$(mailbox_field alice@example.com quota)" = 1073741824 ]
+check "mailbox list --json: --quota 10M" [ "$(mailbox_field bob@example.com quota)" = 10485760 ]
+check "mailbox list --json: usage 0" \
+	[ "$(mailbox_field alice@example.com usage_bytes)/$(mailbox_field alice@example.com usage_msgs)" = 0/0 ]
+run "$T/empty" mailbox list
+check "mailbox list (text): one line per mailbox" eval '[ "$(wc -l <"$T/out")" -eq 2 ] && grep -q "^bob@example.com $BOB " "$T/out"'
+check "mailbox file exists under mailboxes/ab/" [ -f "$STATE/mailboxes/${ALICE:0:2}/$ALICE.sqlite" ]
+
+run "$(pwfile pw_b "$PW_B")" export bob@example.com --password-stdin --mbox "$T/bob.mbox"
+check "export works with the generated password" ok_out '^exported 0 messages'
+check "export of an empty mailbox writes an empty file" [ -f "$T/bob.mbox" -a ! -s "$T/bob.mbox" ]
+
+# -------------------------------------------------------------- deliver
+MARKER="sbx-plaintext-marker-$$-$RANDOM$RANDOM"
+printf 'From: a@other.org\nSubject: one\n\nFrom me to you\n>From already quoted\n%s\n' "$MARKER" >"$T/m1"
+printf 'From: b@other.org\r\nSubject: two\r\n\r\ncrlf body\r\nFrom here\r\n' >"$T/m2"
+printf 'Subject: three\n\nlast line without much\n\n\n' >"$T/m3"
+run "$T/m1" deliver alice@example.com --from sender@other.org
+check "deliver 1" ok_out '^delivered [0-9a-f]{32}$'
+run "$T/m2" deliver Alice@Example.com
+check "deliver 2 (CRLF)" [ "$RC" -eq 0 ]
+run "$T/m3" deliver alice@example.com
+check "deliver 3" [ "$RC" -eq 0 ]
+check "three sealed entries in the spool" [ "$(ls "$STATE/spool/$ALICE/new" | wc -l)" -eq 3 ]
+check "usage counts spooled messages" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
+check "marker not in any file after delivery" not grep -r -a -q -F "$MARKER" "$STATE"
+
+# -------------------------------------------------------------- export
+run "$(pwfile pw_a2 "$PW_A")" export alice@example.com --password-stdin --mbox "$T/a.mbox"
+check "export" ok_out '^exported 3 messages'
+check "export: all 3 messages byte-exact (mboxrd)" mbox_check "$T/a.mbox" "$T/m1" "$T/m2" "$T/m3"
+check "export: 'From ' lines quoted" grep -q '^>From me to you' "$T/a.mbox"
+check "export: spool new/ is empty" [ -z "$(ls -A "$STATE/spool/$ALICE/new")" ]
+check "export: no FILE.tmp left" [ ! -e "$T/a.mbox.tmp" ]
+check "export: usage_msgs is 3" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
+check "export: usage_bytes is the message bytes" \
+	[ "$(mailbox_field alice@example.com usage_bytes)" = "$(cat "$T/m1" "$T/m2" "$T/m3" | wc -c)" ]
+check "marker not in any file after import into the store" not grep -r -a -q -F "$MARKER" "$STATE"
+check "password not in any file" not grep -r -a -q -F "$PW_A" "$STATE"
+"$BIN" -c "$CONF" export alice@example.com --password-stdin --mbox - <"$T/pw_a" >"$T/stdout.mbox" 2>"$T/err"
+check "export --mbox - writes the mbox to stdout" cmp -s "$T/stdout.mbox" "$T/a.mbox"
+
+# -------------------------------------------------------------- import
+printf 'Subject: imported one\n\nFrom quoted\nhello\n' >"$T/i1"
+printf 'Subject: imported two\r\n\r\nbye\r\n' >"$T/i2"
+{
+	printf 'From someone@example.org Mon Jan  1 00:00:00 2024\n'
+	sed 's/^From /\>From /' "$T/i1"; printf '\n'
+	printf 'From MAILER-DAEMON Tue Feb  2 10:00:00 2021\n'
+	cat "$T/i2"; printf '\n'
+} >"$T/in.mbox"
+run "$(pwfile pw_a3 "$PW_A")" import alice@example.com --password-stdin --mbox "$T/in.mbox"
+check "import" ok_out '^imported 2 messages'
+check "import: usage_msgs is 5" [ "$(mailbox_field alice@example.com usage_msgs)" = 5 ]
+run "$T/pw_a" export alice@example.com --password-stdin --mbox "$T/a2.mbox"
+check "export after import shows 3+2 messages" grep -q '^exported 5 messages' "$T/out"
+check "export after import: all 5 byte-exact" \
+	mbox_check "$T/a2.mbox" "$T/m1" "$T/m2" "$T/m3" "$T/i1" "$T/i2"
+check "import keeps the From_ line date" grep -q '^From MAILER-DAEMON Mon Jan  1 00:00:00 2024$' "$T/a2.mbox"
+printf 'Subject: no From_ line\n\nbody\n' >"$T/bad.mbox"
+expect_fail "import of a malformed mbox" "mbox|From" "$T/pw_a" \
+	import alice@example.com --password-stdin --mbox "$T/bad.mbox"
+expect_fail "import with wrong password" "wrong password" "$(pwfile pw_wrong 'not the password')" \
+	import alice@example.com --password-stdin --mbox "$T/in.mbox"
+
+# --------------------------------------------------------------- passwd
+PW_A_NEW='a new and better passphrase'
+run "$(pwfile pw_change "$PW_A" "$PW_A_NEW")" mailbox passwd alice@example.com --password-stdin
+check "mailbox passwd" [ "$RC" -eq 0 ]
+check "passwd leaves the mailbox file alone" [ -f "$STATE/mailboxes/${ALICE:0:2}/$ALICE.sqlite" ]
+expect_fail "export with the old password" "wrong password" "$T/pw_a" \
+	export alice@example.com --password-stdin --mbox "$T/x.mbox"
+check "failed export leaves no output file" [ ! -e "$T/x.mbox" -a ! -e "$T/x.mbox.tmp" ]
+run "$(pwfile pw_a_new "$PW_A_NEW")" export alice@example.com --password-stdin --mbox "$T/a3.mbox"
+check "export with the new password" ok_out '^exported 5 messages'
+expect_fail "passwd with wrong old password" "wrong password" "$(pwfile pw_c2 'wrong old pass' 'whatever long')" \
+	mailbox passwd alice@example.com --password-stdin
+expect_fail "passwd with too short new password" "short" "$(pwfile pw_c3 "$PW_A_NEW" 'short')" \
+	mailbox passwd alice@example.com --password-stdin
+
+# -------------------------------------------------------------- aliases
+run "$T/empty" alias add sales@example.com mailbox:alice@example.com forward:ext@other.org \
+	webhook:https://hooks.example.net/x
+check "alias add with mailbox, forward and webhook targets" [ "$RC" -eq 0 ]
+check "alias add prints the webhook id and a 32-byte secret once" \
+	grep -Eq '^webhook [0-9a-f]{32} secret [0-9a-f]{64}$' "$T/out"
+HOOK=$(sed -n 's/^webhook \([0-9a-f]*\) secret.*/\1/p' "$T/out")
+printf 'my-own-webhook-secret-0123\n' >"$T/ws"
+run "$T/ws" alias add hook2@example.com webhook:https://h.example.net/y --webhook-secret-stdin
+check "alias add --webhook-secret-stdin" ok_out '^webhook [0-9a-f]{32}$'
+check "a given webhook secret is not echoed" not grep -q 'my-own' "$T/out"
+run "$T/empty" alias add '*@other.org' forward:catch@example.com
+check "catch-all alias" [ "$RC" -eq 0 ]
+ctl alias list --json >"$T/al.json"
+check "alias list --json: sales has 3 targets in order" \
+	[ "$(json_get "$T/al.json" "[[t['kind'] for t in a['targets']] for a in d if a['alias']=='sales@example.com'][0]")" \
+		= "['mailbox', 'forward', 'webhook']" ]
+check "alias list --json: mailbox target names the mailbox" \
+	[ "$(json_get "$T/al.json" "[a['targets'][0]['address']+' '+a['targets'][0]['mailbox_id'] for a in d if a['alias']=='sales@example.com'][0]")" \
+		= "alice@example.com $ALICE" ]
+check "alias list --json: webhook url and id" \
+	[ "$(json_get "$T/al.json" "[a['targets'][2]['url']+' '+a['targets'][2]['webhook_id'] for a in d if a['alias']=='sales@example.com'][0]")" \
+		= "https://hooks.example.net/x $HOOK" ]
+check "alias list --json never shows secrets" not grep -qi secret "$T/al.json"
+run "$T/empty" alias list
+check "alias list (text)" grep -q '^sales@example.com -> mailbox:alice@example.com, forward:ext@other.org, webhook:' "$T/out"
+expect_fail "duplicate alias" "already exists" "$T/empty" alias add Sales@example.com forward:x@other.org
+expect_fail "webhook with ftp:// URL" "url|https" "$T/empty" alias add w1@example.com webhook:ftp://x
+expect_fail "webhook with empty host" "url|host" "$T/empty" alias add w2@example.com webhook:https://
+expect_fail "alias to unknown mailbox" "no such mailbox" "$T/empty" alias add w3@example.com mailbox:nobody@example.com
+expect_fail "alias in unhosted domain" "not hosted" "$T/empty" alias add w4@elsewhere.org forward:x@other.org
+expect_fail "bad target kind" "target" "$T/empty" alias add w5@example.com smtp:x@other.org
+printf 'short\n' >"$T/ws_short"
+expect_fail "webhook secret too short" "short" "$T/ws_short" \
+	alias add w6@example.com webhook:https://h.example.net/z --webhook-secret-stdin
+run "$T/empty" alias del hook2@example.com
+check "alias del" eval '[ "$RC" -eq 0 ] && ! ctl alias list | grep -q hook2'
+expect_fail "alias del unknown" "no such alias" "$T/empty" alias del hook2@example.com
+expect_fail "alias del of a mailbox address" "mailbox" "$T/empty" alias del alice@example.com
+# The address is taken by an alias: mailbox add gets as far as creating the
+# files, then the directory refuses; the files must go again.
+expect_fail "mailbox add over an alias" "already exists" "$(pwfile pw_s 'password for sales')" \
+	mailbox add sales@example.com --password-stdin
+
+# ----------------------------------------------------------- bad inputs
+expect_fail "mailbox add no-at-sign" "invalid address" "$T/pw_a" mailbox add no-at-sign --password-stdin
+expect_fail "mailbox add a@b@" "invalid address" "$T/pw_a" mailbox add 'a@b@' --password-stdin
+expect_fail "mailbox add <x@y.z>" "invalid address" "$T/pw_a" mailbox add '<x@y.z>' --password-stdin
+expect_fail "mailbox add in unhosted domain" "not hosted" "$T/pw_a" mailbox add carl@unhosted.org --password-stdin
+expect_fail "mailbox add duplicate" "already exists" "$T/pw_a" mailbox add alice@example.com --password-stdin
+expect_fail "mailbox add short password" "shorter than" "$(pwfile pw_short 'short')" \
+	mailbox add dave@example.com --password-stdin
+expect_fail "mailbox add no password on stdin" "no password" "$T/empty" mailbox add dave@example.com --password-stdin
+expect_fail "mailbox add bad quota" "quota" "$T/empty" mailbox add dave@example.com --quota lots
+expect_fail "deliver to unknown address" "no such mailbox" "$T/m1" deliver nobody@example.com
+expect_fail "export of unknown address" "no such mailbox" "$T/pw_a" \
+	export nobody@example.com --password-stdin --mbox "$T/n.mbox"
+expect_fail "mailbox del unknown address" "no such mailbox" "$T/empty" mailbox del nobody@example.com
+expect_fail "passwd of unknown address" "no such mailbox" "$T/pw_change" mailbox passwd nobody@example.com --password-stdin
+expect_fail "deliver empty message" "empty" "$T/empty" deliver alice@example.com
+expect_fail "domain del while in use" "mailbox|alias|use" "$T/empty" domain del example.com
+expect_fail "export to a missing directory" "cannot create" "$T/pw_a_new" \
+	export alice@example.com --password-stdin --mbox "$T/no/such/dir/a.mbox"
+
+# Size limits.
+run "$(pwfile pw_q 'quota box password')" mailbox add tiny@example.com --quota 100 --password-stdin
+check "mailbox add with a 100-byte quota" [ "$RC" -eq 0 ]
+head -c 80 /dev/zero | tr '\0' 'x' >"$T/m80"
+run "$T/m80" deliver tiny@example.com
+check "deliver within quota" [ "$RC" -eq 0 ]
+expect_fail "deliver over quota" "mailbox full" "$T/m80" deliver tiny@example.com
+printf 'state_dir = %s\nmessage_size_limit = 1K\n' "$STATE" >"$T/small.conf"
+head -c 2048 /dev/zero | tr '\0' 'y' >"$T/m2k"
+expect_fail "message larger than message_size_limit" "larger than message_size_limit \(1024 bytes\)" "$T/m2k" \
+	-c "$T/small.conf" deliver alice@example.com
+
+# Configuration and state dir problems (the later -c wins over run's).
+expect_fail "missing config" "cannot read config" "$T/empty" -c /nonexistent/sealbox.conf mailbox list
+printf 'state_dir = %s\n' "$T/nonexistent" >"$T/noexist.conf"
+expect_fail "state_dir does not exist" "no directory.db|init" "$T/empty" -c "$T/noexist.conf" mailbox list --json
+check "state_dir not created by a failed command" [ ! -e "$T/nonexistent" ]
+: >"$T/regular"
+printf 'state_dir = %s\n' "$T/regular" >"$T/regular.conf"
+expect_fail "state_dir is a regular file" "not a directory" "$T/empty" -c "$T/regular.conf" domain list
+expect_fail "init on a regular file" "not a directory|cannot create" "$T/empty" -c "$T/regular.conf" init
+printf 'state_dir = %s\nno_such_key = 1\n' "$STATE" >"$T/badkey.conf"
+expect_fail "unknown config key" "unknown key" "$T/empty" -c "$T/badkey.conf" mailbox list
+
+# ------------------------------------------------------------------ lock
+LOCK=$STATE/mailboxes/${ALICE:0:2}/$ALICE.lock
+flock -x "$LOCK" sleep 30 &
+HOLDER=$!
+for _ in $(seq 1 100); do
+	flock -n -x "$LOCK" true 2>/dev/null || break
+	sleep 0.05
+done
+check "lock holder has the lock" not flock -n -x "$LOCK" true
+expect_fail "export while imapd holds the lock" "mailbox in use by sealbox-imapd" "$T/pw_a_new" \
+	export alice@example.com --password-stdin --mbox "$T/l.mbox"
+expect_fail "mailbox del while imapd holds the lock" "mailbox in use by sealbox-imapd" "$T/empty" \
+	mailbox del alice@example.com
+expect_fail "import while imapd holds the lock" "mailbox in use by sealbox-imapd" "$T/pw_a_new" \
+	import alice@example.com --password-stdin --mbox "$T/in.mbox"
+check "mailbox still exists" [ "$(mailbox_field alice@example.com id)" = "$ALICE" ]
+kill_holder
+run "$T/pw_a_new" export alice@example.com --password-stdin --mbox "$T/l.mbox"
+check "export works once the lock is released" [ "$RC" -eq 0 ]
+
+# ------------------------------------------------------- damaged mailbox
+run "$(pwfile pw_c 'carol password 1')" mailbox add carol@example.com --password-stdin
+CAROL=$(sed -n 's/^mailbox carol@example.com id //p' "$T/out")
+for m in m1 m2 m3; do ctl deliver carol@example.com <"$T/$m" >/dev/null; done
+run "$T/pw_c" export carol@example.com --password-stdin --mbox "$T/c.mbox"
+check "carol: export" ok_out '^exported 3 messages'
+run "$T/m1" deliver carol@example.com
+ENTRY=$(sed -n 's/^delivered //p' "$T/out")
+check "carol: one entry waits in the spool" [ -f "$STATE/spool/$CAROL/new/$ENTRY" ]
+DB=$STATE/mailboxes/${CAROL:0:2}/$CAROL.sqlite
+SIZE=$(stat -c %s "$DB")
+OFF=$(( (SIZE / 2) / 4096 * 4096 ))
+head -c 4096 /dev/urandom | dd of="$DB" bs=4096 seek=$((OFF / 4096)) conv=notrunc status=none
+expect_fail "export of a damaged mailbox file" "damaged|authentication" "$T/pw_c" \
+	export carol@example.com --password-stdin --mbox "$T/c2.mbox"
+check "damaged mailbox: the spool entry is still there" [ -f "$STATE/spool/$CAROL/new/$ENTRY" ]
+check "damaged mailbox: no output file" [ ! -e "$T/c2.mbox" -a ! -e "$T/c2.mbox.tmp" ]
+
+# ------------------------------------------------- import from stdin
+{ printf '%s\n' "$PW_B"; cat "$T/in.mbox"; } >"$T/pw_and_mbox"
+run "$T/pw_and_mbox" import bob@example.com --password-stdin --mbox -
+check "import --mbox - reads the mbox after the password line" ok_out '^imported 2 messages'
+check "import from stdin: usage_msgs is 2" [ "$(mailbox_field bob@example.com usage_msgs)" = 2 ]
+
+# ---------------------------------------------------------- mailbox del
+run "$T/empty" mailbox del bob@example.com
+check "mailbox del" [ "$RC" -eq 0 ]
+check "mailbox del removes the row" [ -z "$(ctl mailbox list | grep bob@)" ]
+check "mailbox del removes the files" [ -z "$(ls "$STATE/mailboxes/${BOB:0:2}" 2>/dev/null | grep "$BOB")" ]
+check "mailbox del removes the spool" [ ! -e "$STATE/spool/$BOB" ]
+run "$T/empty" mailbox del carol@example.com
+check "mailbox del of a damaged mailbox" eval '[ "$RC" -eq 0 ] && [ ! -e "$STATE/spool/$CAROL" ]'
+check "marker never in any file under the state dir" not grep -r -a -q -F "$MARKER" "$STATE"
+
+echo "# $N checks, $FAILED failed, $(( $(date +%s) - start ))s"
+[ "$FAILED" -eq 0 ]
