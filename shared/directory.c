@@ -464,6 +464,9 @@ set_pragmas(struct sbx_dir *dir, char **error_r)
 
 	if (sqlite3_exec(dir->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(dir, error_r, "foreign_keys");
+	/* Like every sealbox connection: sorts stay in memory, no temp files. */
+	if (sqlite3_exec(dir->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(dir, error_r, "temp_store");
 	if (dir->flags & SBX_DIR_RDONLY)
 		return 0;
 	if (q_prepare(dir, &st, error_r, "PRAGMA journal_mode = WAL", "") < 0)
