@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1528,6 +1529,8 @@ main(int argc, char **argv)
 	char *p;
 
 	umask(077);
+	/* Mailbox keys and passwords pass through this process: no core dumps. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	memset(&c, 0, sizeof(c));
 	sbx_log_open("sealboxctl", 1);
 	while ((ch = getopt(argc, argv, "+c:hv")) != -1) {

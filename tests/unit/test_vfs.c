@@ -736,9 +736,29 @@ TEST(page_size_fixed_and_reserve_enforced)
 		return;
 	CHECK(exec(db, "PRAGMA page_size=8192") != SQLITE_OK);
 	CHECK(query_int(db, "PRAGMA page_size", &rc) == 4096);
-	/* A plain (unencrypted, no reserve) VACUUM INTO a file through our VFS
-	 * keeps the reserve; a reserve change would be refused at page 1. */
 	sqlite3_close(db);
+
+	/* A connection that skips sbx_vfs_open_db and never asks for the 40
+	 * reserved bytes cannot write page 1: the shim refuses rather than
+	 * overwrite row data with a nonce and tag. */
+	{
+		char *q = path_in("noreserve.sqlite"), *uri;
+		int slot = sbx_vfs_key_add(key1);
+
+		rm_db(q);
+		uri = sbx_vfs_uri(q, slot);
+		db = NULL;
+		CHECK(sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+				      SBX_VFS_NAME) == SQLITE_OK);
+		sbx_vfs_key_remove(slot);
+		sqlite3_exec(db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
+		rc = sqlite3_exec(db, "CREATE TABLE x(a)", NULL, NULL, NULL);
+		CHECKF(rc != SQLITE_OK, "page 1 without reserve was written");
+		CHECK(strstr(sbx_vfs_last_error(), "reserved bytes") != NULL);
+		sqlite3_close(db);
+		free(uri);
+		free(q);
+	}
 	free(p);
 }
 
