@@ -5,11 +5,16 @@
 #   make deps       install the Debian packages the build and tests need
 #   make demo       build, then run the store demo (README)
 #   make bench      run the benchmarks under bench/ (not part of check)
+#   make fuzz       build the libFuzzer targets (clang-14) into build-fuzz/ and
+#                   run each for FUZZ_SECONDS (default 60); fails on any crash
+#   make fuzz-seeds regenerate the binary seeds of tests/fuzz/corpus/
 
 PKGS     := sqlite3 libsodium gmime-3.0 json-c libuv openssl libcurl
 DEB_PKGS := build-essential pkg-config libsqlite3-dev libsodium-dev \
             libgmime-3.0-dev libjson-c-dev libuv1-dev libssl-dev \
             libcurl4-openssl-dev libmilter-dev mandoc sqlite3 python3
+# Only for `make fuzz`, not for `make check`.
+FUZZ_PKGS := clang-14 libclang-rt-14-dev
 
 CC       ?= cc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -37,9 +42,16 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+# Fuzz targets: tests/fuzz/fuzz_<name>.c. `make check` replays each one over
+# tests/fuzz/corpus/<name>/ with the gcc build (replay_<name>).
+FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN  := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
+SEEDS_BIN   := $(BUILD)/tests/fuzz/make_seeds
+FUZZ_GCC_OBJ := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.o) \
+                $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/make_seeds.o
 
-.PHONY: all check deps demo bench clean man-lint
-all: $(LIB) $(PROGS) $(UNIT_BIN) $(BENCH_BIN)
+.PHONY: all check deps demo bench clean man-lint fuzz fuzz-build fuzz-seeds
+all: $(LIB) $(PROGS) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(SEEDS_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard shared/*.h) | deps-check
 	@mkdir -p $(dir $@)
@@ -57,6 +69,46 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(FUZZ_GCC_OBJ): tests/fuzz/fuzz_common.h
+
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(SEEDS_BIN): $(BUILD)/tests/fuzz/make_seeds.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- libFuzzer (clang-14): every shared/*.c compiled with coverage
+# instrumentation + ASan + UBSan into build-fuzz/, linked directly into
+# each target (not the gcc libsealbox.a).
+FUZZ_CC      := clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O1 -g -D_GNU_SOURCE \
+                -Wformat=2 -Wshadow -Wno-unused-parameter -fno-strict-aliasing \
+                -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/shared/%.o: shared/%.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(wildcard shared/*.h) $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS)
+
+fuzz-build: $(FUZZ_LIB_OBJ) $(FUZZ_BIN)
+
+# Like check: install what is missing, then re-run make so pkg-config sees it.
+fuzz:
+	@sh tests/install-deps.sh $(DEB_PKGS) $(FUZZ_PKGS)
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-seeds: deps
+	@$(MAKE) --no-print-directory $(SEEDS_BIN)
+	$(SEEDS_BIN) tests/fuzz/corpus
 
 # Fail early with a clear message instead of a wall of missing-header errors.
 .PHONY: deps-check
@@ -84,4 +136,4 @@ bench: deps
 	@sh bench/run.sh $(BUILD)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -99,7 +99,9 @@ int
 sbx_config_load(const char *path, struct sbx_config **cfg_r, char **error_r)
 {
 	struct sbx_config *cfg;
-	char line[SBX_MAX_CONFIG_LINE + 2];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 	unsigned char seen[NKEYS] = { 0 };
 	unsigned lineno = 0;
 	FILE *fp;
@@ -112,17 +114,17 @@ sbx_config_load(const char *path, struct sbx_config **cfg_r, char **error_r)
 		return -1;
 	}
 	cfg = sbx_config_new_defaults();
-	while (fgets(line, sizeof(line), fp) != NULL) {
+	while ((len = getline(&line, &cap, fp)) >= 0) {
 		char *s, *eq, *key, *value;
-		size_t len = strlen(line);
 		int i;
 
 		lineno++;
-		if (len > 0 && line[len - 1] != '\n' && !feof(fp)) {
+		if (len > SBX_MAX_CONFIG_LINE + 1 ||
+		    (len == SBX_MAX_CONFIG_LINE + 1 && line[len - 1] != '\n')) {
 			*error_r = sbx_xasprintf("%s:%u: line longer than %d bytes", path, lineno, SBX_MAX_CONFIG_LINE);
 			goto fail;
 		}
-		if (memchr(line, '\0', len) != NULL && strlen(line) != len) {
+		if (memchr(line, '\0', (size_t)len) != NULL) {
 			*error_r = sbx_xasprintf("%s:%u: NUL byte in line", path, lineno);
 			goto fail;
 		}
@@ -153,10 +155,12 @@ sbx_config_load(const char *path, struct sbx_config **cfg_r, char **error_r)
 		*error_r = sbx_xasprintf("cannot read config %s: %s", path, strerror(errno));
 		goto fail;
 	}
+	free(line);
 	fclose(fp);
 	*cfg_r = cfg;
 	return 0;
 fail:
+	free(line);
 	fclose(fp);
 	sbx_config_free(&cfg);
 	return -1;

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Run every test and print one summary line: "N passed, M failed".
 #   tests/run.sh BUILD_DIR
-# Unit tests are $BUILD/tests/unit/test_*; CLI tests are tests/cli/*.sh.
+# Unit tests are $BUILD/tests/unit/test_*; CLI tests are tests/cli/*.sh;
+# fuzz replays are $BUILD/tests/fuzz/replay_NAME, each run once over every
+# saved input in tests/fuzz/corpus/NAME/ (seeds and past crashes).
 # Every test program prints TAP-style "ok - name" / "not ok - name" lines;
 # a program that crashes or exits non-zero without a "not ok" line counts
 # as one extra failure, so a crash can never pass silently.
@@ -38,6 +40,11 @@ run() {
 for t in "$BUILD"/tests/unit/test_*; do
 	[ -x "$t" ] || continue
 	run "$(basename "$t")" "$t"
+done
+for t in "$BUILD"/tests/fuzz/replay_*; do
+	[ -x "$t" ] || continue
+	name=${t##*/replay_}
+	run "replay_$name" "$t" "$TOP/tests/fuzz/corpus/$name"
 done
 for t in "$TOP"/tests/cli/*.sh; do
 	[ -f "$t" ] || continue
