@@ -65,41 +65,6 @@ set_error(char **error_r, char *msg)
 		free(msg);
 }
 
-/* sodium_malloc that never returns NULL, like sbx_xmalloc. */
-static void *
-secure_xmalloc(size_t n)
-{
-	void *p = sodium_malloc(n);
-
-	if (p == NULL) {
-		fprintf(stderr, "sealbox: out of memory allocating %zu bytes of key memory\n", n);
-		abort();
-	}
-	return p;
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (unsigned char)(v & 0xff);
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* Envelope ids are printable ASCII: they are stored next to the blob, shown
  * by sealboxctl and end at the NUL that separates them in the AD. */
 static int
@@ -170,9 +135,9 @@ envelope_parse(const unsigned char *blob, size_t len, int check_policy,
 		return -1;
 	}
 	p++;
-	e->opslimit = get_u64(p);
+	e->opslimit = sbx_get_be64(p);
 	p += 8;
-	e->memlimit = get_u64(p);
+	e->memlimit = sbx_get_be64(p);
 	p += 8;
 	e->salt = p;
 	p += SBX_SALT_BYTES;
@@ -252,7 +217,7 @@ sbx_keys_kdf_runs(void)
 struct sbx_mailbox_keys *
 sbx_keys_generate(void)
 {
-	struct sbx_mailbox_keys *keys = secure_xmalloc(sizeof(*keys));
+	struct sbx_mailbox_keys *keys = sbx_secure_xmalloc(sizeof(*keys));
 
 	randombytes_buf(keys->mk, sizeof(keys->mk));
 	/* Random secret key, public key = X25519 base point multiple of it. */
@@ -316,7 +281,7 @@ sbx_kek_derive(const char *password, size_t pwlen, const struct sbx_kdf_params *
 	/* The policy check comes before any Argon2id work. */
 	if (params_check(p->opslimit, p->memlimit, 0, error_r) < 0)
 		return -1;
-	kek = secure_xmalloc(SBX_KEY_BYTES);
+	kek = sbx_secure_xmalloc(SBX_KEY_BYTES);
 	atomic_fetch_add(&kdf_runs, 1);
 	if (crypto_pwhash(kek, SBX_KEY_BYTES, password, pwlen, p->salt,
 			  (unsigned long long)p->opslimit, (size_t)p->memlimit,
@@ -376,9 +341,9 @@ sbx_envelope_seal(const struct sbx_mailbox_keys *keys, const unsigned char *kek,
 	h += ENV_MAGIC_LEN;
 	*h++ = SBX_ENVELOPE_VERSION;
 	*h++ = SBX_ENVELOPE_ALG_ARGON2ID_XCHACHA;
-	put_u64(h, p->opslimit);
+	sbx_put_be64(h, p->opslimit);
 	h += 8;
-	put_u64(h, p->memlimit);
+	sbx_put_be64(h, p->memlimit);
 	h += 8;
 	memcpy(h, p->salt, SBX_SALT_BYTES);
 	h += SBX_SALT_BYTES;
@@ -387,7 +352,7 @@ sbx_envelope_seal(const struct sbx_mailbox_keys *keys, const unsigned char *kek,
 	*h++ = (unsigned char)id_len;
 	memcpy(h, envelope_id, id_len);
 
-	payload = secure_xmalloc(PAYLOAD_LEN);
+	payload = sbx_secure_xmalloc(PAYLOAD_LEN);
 	payload[0] = PAYLOAD_VERSION;
 	memcpy(payload + 1, keys->mk, SBX_KEY_BYTES);
 	memcpy(payload + 1 + SBX_KEY_BYTES, keys->spool_sk, SBX_KEY_BYTES);
@@ -423,7 +388,7 @@ envelope_decrypt(const struct envelope *e, const unsigned char *blob, const unsi
 	int ret;
 
 	ad = ad_build(mailbox_id, e->id, e->id_len, blob, e->header_len, &ad_len);
-	payload = secure_xmalloc(PAYLOAD_LEN);
+	payload = sbx_secure_xmalloc(PAYLOAD_LEN);
 	ret = crypto_aead_xchacha20poly1305_ietf_decrypt(payload, &plen, NULL,
 		e->ct, e->ct_len, ad, ad_len, e->nonce, kek);
 	free(ad);
@@ -440,7 +405,7 @@ envelope_decrypt(const struct envelope *e, const unsigned char *blob, const unsi
 		set_error(error_r, sbx_xasprintf("unsupported key envelope payload version %u", version));
 		return -2;
 	}
-	keys = secure_xmalloc(sizeof(*keys));
+	keys = sbx_secure_xmalloc(sizeof(*keys));
 	memcpy(keys->mk, payload + 1, SBX_KEY_BYTES);
 	memcpy(keys->spool_sk, payload + 1 + SBX_KEY_BYTES, SBX_KEY_BYTES);
 	sodium_memzero(payload, PAYLOAD_LEN);

@@ -54,87 +54,6 @@ struct sbx_spool_reader {
 	struct sbx_spool_meta meta;
 };
 
-/* Secrets go to guarded memory; like sbx_xmalloc, failure kills the process. */
-static void *
-secure_alloc(size_t n)
-{
-	void *p = sodium_malloc(n);
-
-	if (p == NULL) {
-		fprintf(stderr, "sealbox: out of memory allocating %zu secure bytes\n", n);
-		abort();
-	}
-	return p;
-}
-
-static void
-secure_free(void *p, size_t n)
-{
-	if (p == NULL)
-		return;
-	sodium_memzero(p, n);
-	sodium_free(p);
-}
-
-static void
-wipe_free(void *p, size_t n)
-{
-	if (p == NULL)
-		return;
-	sodium_memzero(p, n);
-	free(p);
-}
-
-static void
-put_be16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)(v >> 8);
-	p[1] = (unsigned char)v;
-}
-
-static void
-put_be32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static void
-put_be64(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
-}
-
-static uint16_t
-get_be16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t
-get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t
-get_be64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void
 sbx_spool_meta_free(struct sbx_spool_meta *m)
 {
@@ -212,9 +131,9 @@ writer_free(struct sbx_spool_writer *w)
 	free(w->tmp_path);
 	free(w->new_path);
 	free(w->new_dir);
-	secure_free(w->st, sizeof(*w->st));
-	wipe_free(w->pt, SBX_SPOOL_CHUNK);
-	wipe_free(w->out, 4 + MAX_CHUNK_CT);
+	sbx_secure_free(w->st, sizeof(*w->st));
+	sbx_wipe_free(w->pt, SBX_SPOOL_CHUNK);
+	sbx_wipe_free(w->out, 4 + MAX_CHUNK_CT);
 	sodium_memzero(w, sizeof(*w));
 	free(w);
 }
@@ -254,7 +173,7 @@ writer_push(struct sbx_spool_writer *w, const unsigned char *pt, size_t len,
 						       pt, len, NULL, 0, tag) != 0) {
 		return writer_fail(w, error_r, sbx_xasprintf("encrypt spool entry %s failed", w->id));
 	}
-	put_be32(w->out, (uint32_t)ctlen);
+	sbx_put_be32(w->out, (uint32_t)ctlen);
 	if (sbx_write_all(w->fd, w->out, 4 + (size_t)ctlen) < 0)
 		return writer_errno(w, error_r, "write");
 	return 0;
@@ -268,19 +187,19 @@ meta_encode(unsigned char *p, const struct sbx_spool_meta *meta, const char *id)
 	size_t from_len = strlen(from), orcpt_len = strlen(orcpt), n = 0;
 
 	p[n++] = META_VERSION;
-	put_be64(p + n, (uint64_t)(int64_t)meta->arrival);
+	sbx_put_be64(p + n, (uint64_t)(int64_t)meta->arrival);
 	n += 8;
 	(void)sbx_unhex(p + n, SBX_ID_BYTES, id);
 	n += SBX_ID_BYTES;
-	put_be16(p + n, (uint16_t)from_len);
+	sbx_put_be16(p + n, (uint16_t)from_len);
 	n += 2;
 	memcpy(p + n, from, from_len);
 	n += from_len;
-	put_be16(p + n, (uint16_t)orcpt_len);
+	sbx_put_be16(p + n, (uint16_t)orcpt_len);
 	n += 2;
 	memcpy(p + n, orcpt, orcpt_len);
 	n += orcpt_len;
-	put_be64(p + n, meta->size);
+	sbx_put_be64(p + n, meta->size);
 	n += 8;
 	return n;
 }
@@ -352,22 +271,22 @@ sbx_spool_writer_begin(const char *state_dir, const char *mailbox_id,
 		return -1;
 	}
 	w->failed = 0;
-	w->st = secure_alloc(sizeof(*w->st));
+	w->st = sbx_secure_xmalloc(sizeof(*w->st));
 	w->pt = sbx_xmalloc(SBX_SPOOL_CHUNK);
 	w->out = sbx_xmalloc(4 + MAX_CHUNK_CT);
 
-	key = secure_alloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	key = sbx_secure_xmalloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
 	crypto_secretstream_xchacha20poly1305_keygen(key);
 	memcpy(header, SPOOL_MAGIC, 4);
 	header[4] = SPOOL_VERSION;
 	if (crypto_box_seal(header + 5, key, crypto_secretstream_xchacha20poly1305_KEYBYTES, pk) != 0) {
-		secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+		sbx_secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
 		writer_fail(w, error_r, sbx_xstrdup("cannot seal to this mailbox public key"));
 		writer_free(w);
 		return -1;
 	}
 	crypto_secretstream_xchacha20poly1305_init_push(w->st, header + 5 + SEALED_KEY_BYTES, key);
-	secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	sbx_secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
 	if (sbx_write_all(w->fd, header, sizeof(header)) < 0) {
 		writer_errno(w, error_r, "write");
 		writer_free(w);
@@ -711,7 +630,7 @@ reader_next_chunk(struct sbx_spool_reader *r, size_t max_pt, unsigned char *tag_
 		return reader_error(r, error_r, sbx_xasprintf("read spool entry: %s", strerror(errno)));
 	if (n < (ssize_t)sizeof(lenbuf))
 		return reader_error(r, error_r, sbx_xstrdup("spool entry truncated"));
-	ctlen = get_be32(lenbuf);
+	ctlen = sbx_get_be32(lenbuf);
 	if (ctlen < SS_ABYTES || ctlen > max_pt + SS_ABYTES)
 		return reader_error(r, error_r, sbx_xstrdup("spool entry damaged: bad chunk length"));
 	n = read_full(r->fd, r->ct, ctlen);
@@ -737,11 +656,11 @@ meta_parse(struct sbx_spool_reader *r, const unsigned char *p, size_t len,
 	if (len < META_FIXED_BYTES || p[0] != META_VERSION)
 		goto bad;
 	off = 1;
-	r->meta.arrival = (time_t)(int64_t)get_be64(p + off);
+	r->meta.arrival = (time_t)(int64_t)sbx_get_be64(p + off);
 	off += 8;
 	memcpy(id, p + off, SBX_ID_BYTES);
 	off += SBX_ID_BYTES;
-	from_len = get_be16(p + off);
+	from_len = sbx_get_be16(p + off);
 	off += 2;
 	if (from_len > SBX_MAX_ADDRESS_LEN || len - off < from_len + 2)
 		goto bad;
@@ -749,7 +668,7 @@ meta_parse(struct sbx_spool_reader *r, const unsigned char *p, size_t len,
 		goto bad;
 	r->meta.mail_from = sbx_xstrndup((const char *)p + off, from_len);
 	off += from_len;
-	orcpt_len = get_be16(p + off);
+	orcpt_len = sbx_get_be16(p + off);
 	off += 2;
 	/* what remains must be exactly orcpt + size */
 	if (orcpt_len > SBX_MAX_ADDRESS_LEN || len - off != orcpt_len + 8)
@@ -758,7 +677,7 @@ meta_parse(struct sbx_spool_reader *r, const unsigned char *p, size_t len,
 		goto bad;
 	r->meta.orcpt = sbx_xstrndup((const char *)p + off, orcpt_len);
 	off += orcpt_len;
-	r->meta.size = get_be64(p + off);
+	r->meta.size = sbx_get_be64(p + off);
 	if (r->meta.size > (uint64_t)SBX_MAX_MESSAGE_SIZE)
 		goto bad;
 	sbx_hex(r->meta.delivery_id, id, sizeof(id));
@@ -799,7 +718,7 @@ sbx_spool_reader_open(const char *state_dir, const char *mailbox_id, const char 
 		sbx_spool_reader_close(&r);
 		return -1;
 	}
-	r->st = secure_alloc(sizeof(*r->st));
+	r->st = sbx_secure_xmalloc(sizeof(*r->st));
 	r->ct = sbx_xmalloc(MAX_CHUNK_CT);
 	r->pt = sbx_xmalloc(SBX_SPOOL_CHUNK);
 
@@ -821,19 +740,19 @@ sbx_spool_reader_open(const char *state_dir, const char *mailbox_id, const char 
 		*error_r = sbx_xstrdup("spool entry truncated");
 		goto fail;
 	}
-	key = secure_alloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	key = sbx_secure_xmalloc(crypto_secretstream_xchacha20poly1305_KEYBYTES);
 	if (crypto_box_seal_open(key, header + 5, SEALED_KEY_BYTES, pk, sk) != 0) {
-		secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+		sbx_secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
 		*error_r = sbx_xstrdup("spool entry cannot be opened: sealed to another key or damaged");
 		goto fail;
 	}
 	if (crypto_secretstream_xchacha20poly1305_init_pull(r->st, header + 5 + SEALED_KEY_BYTES,
 							    key) != 0) {
-		secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+		sbx_secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
 		*error_r = sbx_xstrdup("spool entry damaged: bad stream header");
 		goto fail;
 	}
-	secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+	sbx_secure_free(key, crypto_secretstream_xchacha20poly1305_KEYBYTES);
 
 	if (reader_next_chunk(r, SBX_SPOOL_MAX_META, &tag, error_r) < 0)
 		goto fail;
@@ -924,9 +843,9 @@ sbx_spool_reader_close(struct sbx_spool_reader **rp)
 	*rp = NULL;
 	if (r->fd >= 0)
 		close(r->fd);
-	secure_free(r->st, sizeof(*r->st));
+	sbx_secure_free(r->st, sizeof(*r->st));
 	free(r->ct);
-	wipe_free(r->pt, SBX_SPOOL_CHUNK);
+	sbx_wipe_free(r->pt, SBX_SPOOL_CHUNK);
 	sbx_spool_meta_free(&r->meta);
 	free(r);
 }
@@ -953,7 +872,7 @@ sbx_spool_read_all(struct sbx_spool_reader *r, size_t max, char **msg_r, size_t 
 		if (n <= 0) {
 			if (n == 0)
 				*error_r = sbx_xstrdup("spool entry damaged: message shorter than its metadata says");
-			wipe_free(msg, size + 1);
+			sbx_wipe_free(msg, size + 1);
 			return -1;
 		}
 		got += (size_t)n;
@@ -963,7 +882,7 @@ sbx_spool_read_all(struct sbx_spool_reader *r, size_t max, char **msg_r, size_t 
 	if (n != 0) {
 		if (n > 0)
 			*error_r = sbx_xstrdup("spool entry damaged: message longer than its metadata says");
-		wipe_free(msg, size + 1);
+		sbx_wipe_free(msg, size + 1);
 		return -1;
 	}
 	msg[size] = '\0';

@@ -316,3 +316,83 @@ sbx_now_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
+
+void
+sbx_put_be16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)(v >> 8);
+	p[1] = (unsigned char)v;
+}
+
+void
+sbx_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+void
+sbx_put_be64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+uint16_t
+sbx_get_be16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+uint32_t
+sbx_get_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint64_t
+sbx_get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+void *
+sbx_secure_xmalloc(size_t n)
+{
+	void *p = sodium_malloc(n);
+
+	if (p == NULL) {
+		fprintf(stderr, "sealbox: out of memory allocating %zu bytes of guarded memory\n", n);
+		abort();
+	}
+	return p;
+}
+
+void
+sbx_secure_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, n);
+	sodium_free(p);
+}
+
+void
+sbx_wipe_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, n);
+	free(p);
+}

@@ -49,6 +49,22 @@ void sbx_buf_append(struct sbx_buf *b, const void *p, size_t n);
 void sbx_buf_appendf(struct sbx_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sbx_buf_free(struct sbx_buf *b);
 
+/* Big-endian integers in on-disk formats (envelopes, spool entries). */
+void sbx_put_be16(unsigned char *p, uint16_t v);
+void sbx_put_be32(unsigned char *p, uint32_t v);
+void sbx_put_be64(unsigned char *p, uint64_t v);
+uint16_t sbx_get_be16(const unsigned char *p);
+uint32_t sbx_get_be32(const unsigned char *p);
+uint64_t sbx_get_be64(const unsigned char *p);
+
+/* Guarded, locked memory for secrets (sodium_malloc); like sbx_xmalloc,
+ * failure kills the process. sbx_secure_free wipes and frees (NULL ok);
+ * sbx_wipe_free does the same for plain malloc'd buffers that held
+ * secrets or plaintext. */
+void *sbx_secure_xmalloc(size_t n);
+void sbx_secure_free(void *p, size_t n);
+void sbx_wipe_free(void *p, size_t n);
+
 /* Monotonic clock in microseconds. */
 uint64_t sbx_now_us(void);
 #endif
