@@ -75,6 +75,14 @@ struct sbx_file {
 	uint64_t nonce_ctr;
 	unsigned char *scratch;        /* one page, for sealing and partial reads */
 	int scratch_size;
+	/* main: the last page opened from the WAL, sealed (as in the frame)
+	 * and in clear. A checkpoint copies that page to the database file
+	 * unchanged; main_write then writes the sealed bytes again instead of
+	 * sealing the page a second time (same key, same file id and page
+	 * number, so the same AD: the frame's nonce and tag stay valid). */
+	unsigned char *wal_ct, *wal_pt;
+	int wal_buf_size;
+	uint32_t wal_pgno;             /* 0: nothing remembered */
 	sqlite3_int64 hdr_off;         /* WAL: offset of the last frame header written */
 	uint32_t hdr_pgno;
 	sqlite3_int64 j4_off;          /* journal: offset of the last 4-byte write */
@@ -239,10 +247,11 @@ page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned 
 	return 0;
 }
 
-/* Open sealed page pgno in place. The reserved bytes are zeroed and, for
- * page 1, the magic string restored. -1 when authentication fails. */
+/* Open sealed page pgno from src into dst (src == dst: in place; otherwise
+ * the buffers must not overlap). The reserved bytes of dst are zeroed and,
+ * for page 1, the magic string restored. -1 when authentication fails. */
 static int
-page_open(struct sbx_file *f, uint32_t pgno, unsigned char *buf, int psz)
+page_open_to(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned char *dst, int psz)
 {
 	struct sbx_file *m = f->main;
 	int off = pgno == 1 ? PAGE1_CLEAR_END : 0;
@@ -250,22 +259,32 @@ page_open(struct sbx_file *f, uint32_t pgno, unsigned char *buf, int psz)
 	unsigned char ad[AD_MAX], nonce[NONCE_BYTES], tag[TAG_BYTES];
 	size_t adlen;
 
-	if (pgno == 1 && sodium_memcmp(buf, m->file_id, FILE_ID_BYTES) != 0)
+	if (pgno == 1 && sodium_memcmp(src, m->file_id, FILE_ID_BYTES) != 0)
 		goto fail;
-	memcpy(nonce, buf + end, NONCE_BYTES);
-	memcpy(tag, buf + end + NONCE_BYTES, TAG_BYTES);
-	adlen = build_ad(ad, m->file_id, pgno, buf);
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(buf + off, NULL, buf + off,
+	memcpy(nonce, src + end, NONCE_BYTES);
+	memcpy(tag, src + end + NONCE_BYTES, TAG_BYTES);
+	adlen = build_ad(ad, m->file_id, pgno, src);
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(dst + off, NULL, src + off,
 		(unsigned long long)(end - off), tag, ad, adlen, nonce, f->key) != 0)
 		goto fail;
-	memset(buf + end, 0, SBX_VFS_RESERVE);
-	if (pgno == 1)
-		memcpy(buf, sqlite_magic, 16);
+	memset(dst + end, 0, SBX_VFS_RESERVE);
+	if (pgno == 1) {
+		memcpy(dst, sqlite_magic, 16);
+		if (dst != src)
+			memcpy(dst + 16, src + 16, PAGE1_CLEAR_END - 16);
+	}
 	__atomic_add_fetch(&stats.pages_opened, 1, __ATOMIC_RELAXED);
 	return 0;
 fail:
 	__atomic_add_fetch(&stats.auth_failures, 1, __ATOMIC_RELAXED);
 	return -1;
+}
+
+/* Open sealed page pgno in place. */
+static int
+page_open(struct sbx_file *f, uint32_t pgno, unsigned char *buf, int psz)
+{
+	return page_open_to(f, pgno, buf, buf, psz);
 }
 
 static int
@@ -287,6 +306,47 @@ ensure_scratch(struct sbx_file *f, int psz)
 	}
 	f->scratch_size = psz;
 	return 0;
+}
+
+/* Remember in m that page pgno, whose sealed form (psz bytes, as in its
+ * WAL frame) is ct, was handed to SQLite as pt. Best effort. */
+static void
+wal_remember(struct sbx_file *m, uint32_t pgno, const unsigned char *ct, const unsigned char *pt, int psz)
+{
+	m->wal_pgno = 0;
+	if (pgno == 1 || psz != m->page_size)
+		return;
+	if (m->wal_buf_size < psz) {
+		free(m->wal_ct);
+		if (m->wal_pt != NULL)
+			sodium_memzero(m->wal_pt, (size_t)m->wal_buf_size);
+		free(m->wal_pt);
+		m->wal_ct = malloc((size_t)psz);
+		m->wal_pt = malloc((size_t)psz);
+		m->wal_buf_size = psz;
+		if (m->wal_ct == NULL || m->wal_pt == NULL) {
+			free(m->wal_ct);
+			free(m->wal_pt);
+			m->wal_ct = m->wal_pt = NULL;
+			m->wal_buf_size = 0;
+			return;
+		}
+	}
+	memcpy(m->wal_ct, ct, (size_t)psz);
+	memcpy(m->wal_pt, pt, (size_t)psz);
+	m->wal_pgno = pgno;
+}
+
+static void
+wal_forget(struct sbx_file *m)
+{
+	if (m->wal_pt != NULL)
+		sodium_memzero(m->wal_pt, (size_t)m->wal_buf_size);
+	free(m->wal_pt);
+	free(m->wal_ct);
+	m->wal_pt = m->wal_ct = NULL;
+	m->wal_buf_size = 0;
+	m->wal_pgno = 0;
 }
 
 /* Read page 1 of the main file (no lock may be held: retry a torn read) and
@@ -383,6 +443,7 @@ x_close(sqlite3_file *pf)
 		free(f->scratch);
 	}
 	f->scratch = NULL;
+	wal_forget(f);
 	return rc;
 }
 
@@ -399,11 +460,16 @@ main_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 	sqlite3_int64 size;
 	int rc, psz;
 
-	rc = f->real->pMethods->xFileSize(f->real, &size);
-	if (rc != SQLITE_OK)
-		return rc;
-	if (size == 0 && !f->verified)  /* a new, empty database */
-		return f->real->pMethods->xRead(f->real, buf, amt, ofst);
+	/* Once the key is verified against page 1 the file cannot be a new,
+	 * empty database: no fstat per read (it cost a system call per page
+	 * on the hot path, bench/RESULTS.md). */
+	if (!f->verified) {
+		rc = f->real->pMethods->xFileSize(f->real, &size);
+		if (rc != SQLITE_OK)
+			return rc;
+		if (size == 0)  /* a new, empty database */
+			return f->real->pMethods->xRead(f->real, buf, amt, ofst);
+	}
 	rc = main_ensure_id(f);
 	if (rc != SQLITE_OK)
 		return rc;
@@ -465,9 +531,16 @@ main_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 		seterr("%s: unexpected write of %d bytes at %lld", f->name, amt, (long long)ofst);
 		return SQLITE_IOERR_WRITE;
 	}
+	pgno = (uint32_t)(ofst / amt) + 1;
+	if (pgno == f->wal_pgno && amt == f->wal_buf_size &&
+	    memcmp(buf, f->wal_pt, (size_t)(amt - SBX_VFS_RESERVE)) == 0) {
+		/* A checkpoint writing back the page just opened from the
+		 * WAL: its sealed form is already known (wal_remember). */
+		f->wal_pgno = 0;
+		return f->real->pMethods->xWrite(f->real, f->wal_ct, amt, ofst);
+	}
 	if (ensure_scratch(f, amt) < 0)
 		return SQLITE_NOMEM;
-	pgno = (uint32_t)(ofst / amt) + 1;
 	if (page_seal(f, pgno, buf, f->scratch, amt) != 0)
 		return SQLITE_IOERR_WRITE;
 	return f->real->pMethods->xWrite(f->real, f->scratch, amt, ofst);
@@ -530,24 +603,24 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 	if (fo + amt <= WAL_FRAME_HDR)   /* frame header fields only */
 		return f->real->pMethods->xRead(f->real, buf, amt, ofst);
 	if (fo == WAL_FRAME_HDR && amt <= psz) {
-		unsigned char *page = p;
+		/* One read for the frame header (the page number, part of the
+		 * AD) and the page, then open the page out of place into the
+		 * caller's buffer: no second pread for the header, no copy. */
+		unsigned char *fbuf, *page;
 
-		rc = wal_frame_pgno(f, ofst, &pgno);
-		if (rc != SQLITE_OK)
-			return rc;
-		if (amt < psz) {
-			if (ensure_scratch(f, psz) < 0)
-				return SQLITE_NOMEM;
-			page = f->scratch;
-		}
-		rc = f->real->pMethods->xRead(f->real, page, psz, ofst);
+		if (ensure_scratch(f, psz + WAL_FRAME_HDR) < 0)
+			return SQLITE_NOMEM;
+		fbuf = f->scratch;
+		rc = f->real->pMethods->xRead(f->real, fbuf, psz + WAL_FRAME_HDR, ofst - WAL_FRAME_HDR);
 		if (rc == SQLITE_IOERR_SHORT_READ) {
 			seterr("%s: short read of WAL frame %lld", f->name, (long long)frame + 1);
 			return SQLITE_IOERR_DATA;
 		}
 		if (rc != SQLITE_OK)
 			return rc;
-		if (page_open(f, pgno, page, psz) != 0) {
+		pgno = get32(fbuf);
+		page = amt == psz ? p : fbuf + WAL_FRAME_HDR;
+		if (page_open_to(f, pgno, fbuf + WAL_FRAME_HDR, page, psz) != 0) {
 			seterr("%s: WAL frame %lld (page %u) failed authentication",
 			       f->name, (long long)frame + 1, pgno);
 			sbx_warn("vfs: %s", last_error);
@@ -555,6 +628,8 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		}
 		if (page != p)
 			memcpy(p, page, (size_t)amt);
+		else
+			wal_remember(f->main, pgno, fbuf + WAL_FRAME_HDR, p, psz);
 		return SQLITE_OK;
 	}
 	seterr("%s: unexpected WAL read of %d bytes at %lld", f->name, amt, (long long)ofst);
@@ -751,6 +826,7 @@ open_fail(struct sbx_file *f, int rc)
 	f->key = NULL;
 	free(f->scratch);
 	f->scratch = NULL;
+	wal_forget(f);
 	f->base.pMethods = NULL;
 	return rc;
 }
