@@ -34,6 +34,7 @@
 
 #include <sodium.h>
 
+#include "aead.h"
 #include "log.h"
 #include "util.h"
 #include "vfs.h"
@@ -73,6 +74,7 @@ struct sbx_file {
 	int page_size;                 /* main: learnt from page 1 or the first write */
 	unsigned char nonce_prefix[16];
 	uint64_t nonce_ctr;
+	struct sbx_aead *aead;         /* XChaCha20-Poly1305 context of this handle */
 	unsigned char *scratch;        /* one page, for sealing and partial reads */
 	int scratch_size;
 	/* main: the last page opened from the WAL, sealed (as in the frame)
@@ -241,8 +243,11 @@ page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned 
 	for (i = 0; i < 8; i++)
 		nonce[16 + i] = (unsigned char)(ctr >> (8 * i));
 	adlen = build_ad(ad, m->file_id, pgno, src);
-	crypto_aead_xchacha20poly1305_ietf_encrypt_detached(dst + off, tag, NULL, src + off,
-		(unsigned long long)(end - off), ad, adlen, NULL, nonce, f->key);
+	if (sbx_aead_seal(f->aead, dst + off, tag, src + off, (size_t)(end - off), ad, adlen,
+			  nonce, f->key) != 0) {
+		seterr("page %u: encryption failed", pgno);
+		return -1;
+	}
 	__atomic_add_fetch(&stats.pages_sealed, 1, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -264,8 +269,8 @@ page_open_to(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsign
 	memcpy(nonce, src + end, NONCE_BYTES);
 	memcpy(tag, src + end + NONCE_BYTES, TAG_BYTES);
 	adlen = build_ad(ad, m->file_id, pgno, src);
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(dst + off, NULL, src + off,
-		(unsigned long long)(end - off), tag, ad, adlen, nonce, f->key) != 0)
+	if (sbx_aead_open(f->aead, dst + off, src + off, (size_t)(end - off), tag, ad, adlen,
+			  nonce, f->key) != 0)
 		goto fail;
 	memset(dst + end, 0, SBX_VFS_RESERVE);
 	if (pgno == 1) {
@@ -444,6 +449,7 @@ x_close(sqlite3_file *pf)
 	}
 	f->scratch = NULL;
 	wal_forget(f);
+	sbx_aead_free(&f->aead);
 	return rc;
 }
 
@@ -698,12 +704,14 @@ journal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 	rc = f->real->pMethods->xRead(f->real, b, 4, ofst - 4);
 	if (rc != SQLITE_OK)
 		return rc == SQLITE_IOERR_SHORT_READ ? SQLITE_IOERR_DATA : rc;
-	/* A record that fails authentication is returned as is: its checksum
-	 * will not match and the pager stops the playback there, as it does
-	 * for a torn record. */
+	/* The pager plays back only records the journal header counts, and
+	 * it syncs them before touching the database, so a record that fails
+	 * authentication was altered: refuse it rather than roll back into
+	 * wrong data. */
 	if (page_open(f, get32(b), buf, psz) != 0) {
 		seterr("%s: journal record at %lld failed authentication", f->name, (long long)ofst);
 		sbx_warn("vfs: %s", last_error);
+		return SQLITE_IOERR_DATA;
 	}
 	return SQLITE_OK;
 }
@@ -827,6 +835,7 @@ open_fail(struct sbx_file *f, int rc)
 	free(f->scratch);
 	f->scratch = NULL;
 	wal_forget(f);
+	sbx_aead_free(&f->aead);
 	f->base.pMethods = NULL;
 	return rc;
 }
@@ -862,6 +871,12 @@ x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags, int
 	f->key = sodium_malloc(SBX_VFS_KEY_BYTES);
 	if (f->key == NULL)
 		return SQLITE_NOMEM;
+	f->real->pMethods = NULL;   /* open_fail() may run before the unix open */
+	f->aead = sbx_aead_new();
+	if (f->aead == NULL) {
+		seterr("no ChaCha20-Poly1305 in OpenSSL");
+		return open_fail(f, SQLITE_NOMEM);
+	}
 	randombytes_buf(f->nonce_prefix, sizeof(f->nonce_prefix));
 
 	if (f->type == FT_MAIN) {
@@ -870,9 +885,7 @@ x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags, int
 		slot = ks ? atoi(ks) : 0;
 		if (slot <= 0 || key_fetch(slot, f->key) < 0) {
 			seterr("no key given for %s", name);
-			sodium_free(f->key);
-			f->key = NULL;
-			return SQLITE_CANTOPEN;
+			return open_fail(f, SQLITE_CANTOPEN);
 		}
 		f->main = f;
 	} else {
@@ -882,24 +895,18 @@ x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags, int
 
 		if (mf == NULL || mf->pMethods != &sbx_io || m->type != FT_MAIN) {
 			seterr("WAL or journal without its encrypted database");
-			sodium_free(f->key);
-			f->key = NULL;
-			return SQLITE_CANTOPEN;
+			return open_fail(f, SQLITE_CANTOPEN);
 		}
 		/* The key must be proven against page 1 before SQLite may act
 		 * on a WAL or journal: with a wrong key, recovery would find no
 		 * valid frame and the close would delete the WAL. */
 		rc = main_ensure_id(m);
 		if (rc != SQLITE_OK) {
-			sodium_free(f->key);
-			f->key = NULL;
-			return rc;
+			return open_fail(f, rc);
 		}
 		if (!m->verified && f->type == FT_WAL && stat(name, &st) == 0 && st.st_size > 0) {
 			seterr("refusing a non-empty WAL beside an empty database file");
-			sodium_free(f->key);
-			f->key = NULL;
-			return SQLITE_CANTOPEN;
+			return open_fail(f, SQLITE_CANTOPEN);
 		}
 		memcpy(f->key, m->key, SBX_VFS_KEY_BYTES);
 		f->main = m;
