@@ -43,7 +43,8 @@
 #define NONCE_BYTES     crypto_aead_xchacha20poly1305_ietf_NPUBBYTES   /* 24 */
 #define TAG_BYTES       crypto_aead_xchacha20poly1305_ietf_ABYTES      /* 16 */
 #define PAGE1_CLEAR_END 24         /* bytes 16..23 stay readable */
-#define AD_MAX          (4 + FILE_ID_BYTES + 4 + 8)
+#define WALX_BYTES      16         /* WAL frame: nTruncate, salts, frame number */
+#define AD_MAX          (4 + FILE_ID_BYTES + 4 + 8 + WALX_BYTES)
 #define WAL_HDR         32
 #define WAL_FRAME_HDR   24
 #define KEY_SLOTS       64
@@ -77,16 +78,8 @@ struct sbx_file {
 	struct sbx_aead *aead;         /* XChaCha20-Poly1305 context of this handle */
 	unsigned char *scratch;        /* one page, for sealing and partial reads */
 	int scratch_size;
-	/* main: the last page opened from the WAL, sealed (as in the frame)
-	 * and in clear. A checkpoint copies that page to the database file
-	 * unchanged; main_write then writes the sealed bytes again instead of
-	 * sealing the page a second time (same key, same file id and page
-	 * number, so the same AD: the frame's nonce and tag stay valid). */
-	unsigned char *wal_ct, *wal_pt;
-	int wal_buf_size;
-	uint32_t wal_pgno;             /* 0: nothing remembered */
 	sqlite3_int64 hdr_off;         /* WAL: offset of the last frame header written */
-	uint32_t hdr_pgno;
+	unsigned char hdr[WAL_FRAME_HDR];   /* ... and its bytes */
 	sqlite3_int64 j4_off;          /* journal: offset of the last 4-byte write */
 	uint32_t j4_val;
 	const char *name;
@@ -198,12 +191,18 @@ key_fetch(int slot, unsigned char *out)
 
 /* ---- page sealing ------------------------------------------------------- */
 
+/* walx: NULL for a page of the database file or journal; for a WAL frame,
+ * frame header bytes 4..15 (commit size, salt-1, salt-2) and the frame
+ * number. SQLite trusts those fields, and its frame checksum is linear, so
+ * without them in the AD an edited header could turn a torn transaction
+ * into a committed one. */
 static size_t
-build_ad(unsigned char *ad, const unsigned char *file_id, uint32_t pgno, const unsigned char *page)
+build_ad(unsigned char *ad, const unsigned char *file_id, uint32_t pgno, const unsigned char *page,
+	 const unsigned char *walx)
 {
 	size_t n = 0;
 
-	memcpy(ad, "sbx1", 4);
+	memcpy(ad, walx ? "sbxw" : "sbx1", 4);
 	n += 4;
 	memcpy(ad + n, file_id, FILE_ID_BYTES);
 	n += FILE_ID_BYTES;
@@ -215,12 +214,18 @@ build_ad(unsigned char *ad, const unsigned char *file_id, uint32_t pgno, const u
 		memcpy(ad + n, page + 16, 8);
 		n += 8;
 	}
+	if (walx != NULL) {
+		memcpy(ad + n, walx, WALX_BYTES);
+		n += WALX_BYTES;
+	}
 	return n;
 }
 
-/* Seal plaintext page src (psz bytes) as page pgno into dst. */
+/* Seal plaintext page src (psz bytes) as page pgno into dst; walx as for
+ * build_ad(). */
 static int
-page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned char *dst, int psz)
+page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned char *dst, int psz,
+	  const unsigned char *walx)
 {
 	struct sbx_file *m = f->main;
 	int off = pgno == 1 ? PAGE1_CLEAR_END : 0;
@@ -242,7 +247,7 @@ page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned 
 	memcpy(nonce, f->nonce_prefix, 16);
 	for (i = 0; i < 8; i++)
 		nonce[16 + i] = (unsigned char)(ctr >> (8 * i));
-	adlen = build_ad(ad, m->file_id, pgno, src);
+	adlen = build_ad(ad, m->file_id, pgno, src, walx);
 	if (sbx_aead_seal(f->aead, dst + off, tag, src + off, (size_t)(end - off), ad, adlen,
 			  nonce, f->key) != 0) {
 		seterr("page %u: encryption failed", pgno);
@@ -256,7 +261,8 @@ page_seal(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned 
  * the buffers must not overlap). The reserved bytes of dst are zeroed and,
  * for page 1, the magic string restored. -1 when authentication fails. */
 static int
-page_open_to(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned char *dst, int psz)
+page_open_to(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsigned char *dst, int psz,
+	     const unsigned char *walx)
 {
 	struct sbx_file *m = f->main;
 	int off = pgno == 1 ? PAGE1_CLEAR_END : 0;
@@ -268,7 +274,7 @@ page_open_to(struct sbx_file *f, uint32_t pgno, const unsigned char *src, unsign
 		goto fail;
 	memcpy(nonce, src + end, NONCE_BYTES);
 	memcpy(tag, src + end + NONCE_BYTES, TAG_BYTES);
-	adlen = build_ad(ad, m->file_id, pgno, src);
+	adlen = build_ad(ad, m->file_id, pgno, src, walx);
 	if (sbx_aead_open(f->aead, dst + off, src + off, (size_t)(end - off), tag, ad, adlen,
 			  nonce, f->key) != 0)
 		goto fail;
@@ -287,9 +293,9 @@ fail:
 
 /* Open sealed page pgno in place. */
 static int
-page_open(struct sbx_file *f, uint32_t pgno, unsigned char *buf, int psz)
+page_open(struct sbx_file *f, uint32_t pgno, unsigned char *buf, int psz, const unsigned char *walx)
 {
-	return page_open_to(f, pgno, buf, buf, psz);
+	return page_open_to(f, pgno, buf, buf, psz, walx);
 }
 
 static int
@@ -311,47 +317,6 @@ ensure_scratch(struct sbx_file *f, int psz)
 	}
 	f->scratch_size = psz;
 	return 0;
-}
-
-/* Remember in m that page pgno, whose sealed form (psz bytes, as in its
- * WAL frame) is ct, was handed to SQLite as pt. Best effort. */
-static void
-wal_remember(struct sbx_file *m, uint32_t pgno, const unsigned char *ct, const unsigned char *pt, int psz)
-{
-	m->wal_pgno = 0;
-	if (pgno == 1 || psz != m->page_size)
-		return;
-	if (m->wal_buf_size < psz) {
-		free(m->wal_ct);
-		if (m->wal_pt != NULL)
-			sodium_memzero(m->wal_pt, (size_t)m->wal_buf_size);
-		free(m->wal_pt);
-		m->wal_ct = malloc((size_t)psz);
-		m->wal_pt = malloc((size_t)psz);
-		m->wal_buf_size = psz;
-		if (m->wal_ct == NULL || m->wal_pt == NULL) {
-			free(m->wal_ct);
-			free(m->wal_pt);
-			m->wal_ct = m->wal_pt = NULL;
-			m->wal_buf_size = 0;
-			return;
-		}
-	}
-	memcpy(m->wal_ct, ct, (size_t)psz);
-	memcpy(m->wal_pt, pt, (size_t)psz);
-	m->wal_pgno = pgno;
-}
-
-static void
-wal_forget(struct sbx_file *m)
-{
-	if (m->wal_pt != NULL)
-		sodium_memzero(m->wal_pt, (size_t)m->wal_buf_size);
-	free(m->wal_pt);
-	free(m->wal_ct);
-	m->wal_pt = m->wal_ct = NULL;
-	m->wal_buf_size = 0;
-	m->wal_pgno = 0;
 }
 
 /* Read page 1 of the main file (no lock may be held: retry a torn read) and
@@ -397,7 +362,7 @@ main_load_header(struct sbx_file *m)
 		if (rc != SQLITE_OK)
 			return rc;
 		memcpy(m->file_id, m->scratch, FILE_ID_BYTES);
-		if (page_open(m, 1, m->scratch, psz) == 0) {
+		if (page_open(m, 1, m->scratch, psz, NULL) == 0) {
 			m->page_size = psz;
 			m->have_id = 1;
 			m->verified = 1;
@@ -448,7 +413,6 @@ x_close(sqlite3_file *pf)
 		free(f->scratch);
 	}
 	f->scratch = NULL;
-	wal_forget(f);
 	sbx_aead_free(&f->aead);
 	return rc;
 }
@@ -502,7 +466,7 @@ main_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		}
 		if (rc != SQLITE_OK)
 			return rc;
-		if (page_open(f, pgno, page, psz) != 0) {
+		if (page_open(f, pgno, page, psz, NULL) != 0) {
 			seterr("%s: page %u failed authentication", f->name, pgno);
 			sbx_warn("vfs: %s", last_error);
 			return SQLITE_IOERR_DATA;
@@ -538,16 +502,9 @@ main_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 		return SQLITE_IOERR_WRITE;
 	}
 	pgno = (uint32_t)(ofst / amt) + 1;
-	if (pgno == f->wal_pgno && amt == f->wal_buf_size &&
-	    memcmp(buf, f->wal_pt, (size_t)(amt - SBX_VFS_RESERVE)) == 0) {
-		/* A checkpoint writing back the page just opened from the
-		 * WAL: its sealed form is already known (wal_remember). */
-		f->wal_pgno = 0;
-		return f->real->pMethods->xWrite(f->real, f->wal_ct, amt, ofst);
-	}
 	if (ensure_scratch(f, amt) < 0)
 		return SQLITE_NOMEM;
-	if (page_seal(f, pgno, buf, f->scratch, amt) != 0)
+	if (page_seal(f, pgno, buf, f->scratch, amt, NULL) != 0)
 		return SQLITE_IOERR_WRITE;
 	return f->real->pMethods->xWrite(f->real, f->scratch, amt, ofst);
 }
@@ -558,28 +515,39 @@ wal_page_size(struct sbx_file *f)
 	return f->main->page_size;
 }
 
-/* Page number of the frame whose page starts at ofst (header at ofst-24). */
+/* The frame header of the frame whose page starts at ofst (header at
+ * ofst-24): the one just written, or read back from disk. */
 static int
-wal_frame_pgno(struct sbx_file *f, sqlite3_int64 ofst, uint32_t *pgno_r)
+wal_frame_hdr(struct sbx_file *f, sqlite3_int64 ofst, unsigned char hdr[WAL_FRAME_HDR])
 {
-	unsigned char b[4];
 	int rc;
 
 	if (f->hdr_off == ofst - WAL_FRAME_HDR) {
-		*pgno_r = f->hdr_pgno;
+		memcpy(hdr, f->hdr, WAL_FRAME_HDR);
 		return SQLITE_OK;
 	}
-	rc = f->real->pMethods->xRead(f->real, b, 4, ofst - WAL_FRAME_HDR);
+	rc = f->real->pMethods->xRead(f->real, hdr, WAL_FRAME_HDR, ofst - WAL_FRAME_HDR);
 	if (rc != SQLITE_OK)
 		return rc == SQLITE_IOERR_SHORT_READ ? SQLITE_IOERR_DATA : rc;
-	*pgno_r = get32(b);
 	return SQLITE_OK;
+}
+
+/* The WAL part of the AD (see build_ad) of frame number frame (1-based)
+ * with header hdr. */
+static void
+wal_ad(unsigned char walx[WALX_BYTES], const unsigned char *hdr, sqlite3_int64 frame)
+{
+	memcpy(walx, hdr + 4, 12);
+	walx[12] = (unsigned char)(frame >> 24);
+	walx[13] = (unsigned char)(frame >> 16);
+	walx[14] = (unsigned char)(frame >> 8);
+	walx[15] = (unsigned char)frame;
 }
 
 static int
 wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 {
-	unsigned char *p = buf;
+	unsigned char *p = buf, walx[WALX_BYTES];
 	int psz = wal_page_size(f), rc;
 	sqlite3_int64 rel, frame = 0;
 	int fo = 0;
@@ -598,7 +566,8 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		if (rc != SQLITE_OK)
 			return rc;
 		pgno = get32(p);
-		if (pgno == 0 || page_open(f, pgno, p + WAL_FRAME_HDR, psz) != 0) {
+		wal_ad(walx, p, frame + 1);
+		if (pgno == 0 || page_open(f, pgno, p + WAL_FRAME_HDR, psz, walx) != 0) {
 			seterr("%s: WAL frame %lld failed authentication; treated as torn",
 			       f->name, (long long)frame + 1);
 			sbx_warn("vfs: %s", last_error);
@@ -625,8 +594,9 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		if (rc != SQLITE_OK)
 			return rc;
 		pgno = get32(fbuf);
+		wal_ad(walx, fbuf, frame + 1);
 		page = amt == psz ? p : fbuf + WAL_FRAME_HDR;
-		if (page_open_to(f, pgno, fbuf + WAL_FRAME_HDR, page, psz) != 0) {
+		if (page_open_to(f, pgno, fbuf + WAL_FRAME_HDR, page, psz, walx) != 0) {
 			seterr("%s: WAL frame %lld (page %u) failed authentication",
 			       f->name, (long long)frame + 1, pgno);
 			sbx_warn("vfs: %s", last_error);
@@ -634,8 +604,6 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		}
 		if (page != p)
 			memcpy(p, page, (size_t)amt);
-		else
-			wal_remember(f->main, pgno, fbuf + WAL_FRAME_HDR, p, psz);
 		return SQLITE_OK;
 	}
 	seterr("%s: unexpected WAL read of %d bytes at %lld", f->name, amt, (long long)ofst);
@@ -646,6 +614,7 @@ static int
 wal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 {
 	const unsigned char *p = buf;
+	unsigned char hdr[WAL_FRAME_HDR], walx[WALX_BYTES];
 	int psz = wal_page_size(f), fo, i;
 	uint32_t pgno;
 
@@ -663,16 +632,18 @@ wal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 	fo = (int)((ofst - WAL_HDR) % (psz + WAL_FRAME_HDR));
 	if (fo == 0 && amt == WAL_FRAME_HDR) {
 		f->hdr_off = ofst;
-		f->hdr_pgno = get32(p);
+		memcpy(f->hdr, p, WAL_FRAME_HDR);
 		return f->real->pMethods->xWrite(f->real, buf, amt, ofst);
 	}
 	if (fo == 16 && amt == 8)   /* checksum rewrite of a frame header */
 		return f->real->pMethods->xWrite(f->real, buf, amt, ofst);
 	if (fo == WAL_FRAME_HDR && amt == psz) {
-		int rc = wal_frame_pgno(f, ofst, &pgno);
+		int rc = wal_frame_hdr(f, ofst, hdr);
 
 		if (rc != SQLITE_OK)
 			return rc;
+		pgno = get32(hdr);
+		wal_ad(walx, hdr, (ofst - WAL_HDR) / (psz + WAL_FRAME_HDR) + 1);
 		/* The frame checksum covers these bytes: they must be the zeros
 		 * page_open() hands back, or recovery would reject the frame. */
 		for (i = psz - SBX_VFS_RESERVE; i < psz; i++) {
@@ -683,7 +654,7 @@ wal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 		}
 		if (ensure_scratch(f, psz) < 0)
 			return SQLITE_NOMEM;
-		if (page_seal(f, pgno, p, f->scratch, psz) != 0)
+		if (page_seal(f, pgno, p, f->scratch, psz, walx) != 0)
 			return SQLITE_IOERR_WRITE;
 		return f->real->pMethods->xWrite(f->real, f->scratch, psz, ofst);
 	}
@@ -708,7 +679,7 @@ journal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 	 * it syncs them before touching the database, so a record that fails
 	 * authentication was altered: refuse it rather than roll back into
 	 * wrong data. */
-	if (page_open(f, get32(b), buf, psz) != 0) {
+	if (page_open(f, get32(b), buf, psz, NULL) != 0) {
 		seterr("%s: journal record at %lld failed authentication", f->name, (long long)ofst);
 		sbx_warn("vfs: %s", last_error);
 		return SQLITE_IOERR_DATA;
@@ -728,7 +699,7 @@ journal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 		   memcmp(buf, journal_magic, sizeof(journal_magic)) != 0) {
 		if (ensure_scratch(f, psz) < 0)
 			return SQLITE_NOMEM;
-		if (page_seal(f, f->j4_val, buf, f->scratch, psz) != 0)
+		if (page_seal(f, f->j4_val, buf, f->scratch, psz, NULL) != 0)
 			return SQLITE_IOERR_WRITE;
 		f->j4_off = -1;
 		return f->real->pMethods->xWrite(f->real, f->scratch, psz, ofst);
@@ -834,7 +805,6 @@ open_fail(struct sbx_file *f, int rc)
 	f->key = NULL;
 	free(f->scratch);
 	f->scratch = NULL;
-	wal_forget(f);
 	sbx_aead_free(&f->aead);
 	f->base.pMethods = NULL;
 	return rc;
@@ -885,6 +855,13 @@ x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags, int
 		slot = ks ? atoi(ks) : 0;
 		if (slot <= 0 || key_fetch(slot, f->key) < 0) {
 			seterr("no key given for %s", name);
+			return open_fail(f, SQLITE_CANTOPEN);
+		}
+		/* psow=0 makes SQLite split WAL frames at sector boundaries and
+		 * write journal headers the size of a page: patterns this shim
+		 * cannot tell from pages, so it is not allowed. */
+		if (!sqlite3_uri_boolean(name, "psow", 1)) {
+			seterr("psow=0 is not supported by the sealbox VFS");
 			return open_fail(f, SQLITE_CANTOPEN);
 		}
 		f->main = f;

@@ -7,9 +7,13 @@
  * XChaCha20-Poly1305: the last SBX_VFS_RESERVE (40) bytes of each page hold
  * the 24-byte nonce (16-byte random per-handle prefix + 64-bit counter) and
  * the 16-byte tag. Associated data: "sbx1" | file id[16] | page number (u32
- * BE) and, for page 1, header bytes 16..23. Page 1 stores the file id where
- * the magic string was; bytes 16..23 (page size, format versions, reserve
- * count) stay readable and authenticated; everything else is sealed.
+ * BE) and, for page 1, header bytes 16..23. A WAL frame's AD starts with
+ * "sbxw" instead and also holds its frame header's commit size and salts and
+ * its frame number, because SQLite trusts those fields and its frame
+ * checksum can be recomputed by anyone. Page 1 stores the file id where the
+ * magic string was; bytes 16..23 (page size, format versions, reserve count)
+ * stay readable and authenticated; everything else is sealed. psow=0 is
+ * refused (it splits WAL frames and journal headers at sector boundaries).
  *
  * The key is checked against page 1 when the file is opened, before any WAL
  * or journal is opened, so a wrong key can never make SQLite discard a WAL.

@@ -409,6 +409,102 @@ TEST(damaged_wal_frame_drops_it_and_later_frames)
 	free(w);
 }
 
+/* SQLite's WAL checksum is additions mod 2^32, so whoever edits a frame
+ * header can fix the checksums without knowing the plaintext. The frame
+ * header fields SQLite trusts (commit size, salts, frame position) must
+ * therefore be authenticated, or a copy of the disk could be turned into a
+ * database state that never existed. */
+static uint32_t
+be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+TEST(forged_commit_frame_rejected)
+{
+	char *p = path_in("forge.sqlite"), *w = sbx_xasprintf("%s-wal", p), *ic;
+	unsigned char hdr[24], last[24];
+	pid_t pid;
+	int status, rc, fd, k = -1, first2 = -1, i, nframes;
+	sqlite3 *db;
+	off_t wsize;
+	uint32_t s1 = 0, s2 = 0, old_nt, new_nt, delta;
+
+	rm_db(p);
+	pid = fork();
+	if (pid == 0) {
+		db = open_db(p, key1, NULL, NULL);
+		if (db == NULL)
+			_exit(2);
+		exec(db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0");
+		if (fill(db, 100, 100) != 0)            /* transaction 1: 100 rows */
+			_exit(3);
+		exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+		if (fill(db, 100, 100) != 0 || fill(db, 300, 300) != 0)   /* 2 more */
+			_exit(4);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	wsize = file_size(w);
+	nframes = (int)((wsize - 32) / (4096 + 24));
+	fd = open(w, O_RDWR);
+	CHECK(fd >= 0 && nframes > 20);
+	if (fd < 0)
+		return;
+	/* Find the commit frame of the first WAL transaction; the big one
+	 * follows it. Forge "commit" onto a middle frame of the big one. */
+	for (i = 0; i < nframes; i++) {
+		if (pread(fd, hdr, 24, 32 + (off_t)i * 4120) != 24)
+			break;
+		if (be32(hdr + 4) != 0 && first2 < 0)
+			first2 = i + 1;
+	}
+	CHECK(pread(fd, last, 24, 32 + (off_t)(nframes - 1) * 4120) == 24);
+	k = first2 + 5;
+	CHECK(first2 > 0 && k < nframes - 2);
+	CHECK(pread(fd, hdr, 24, 32 + (off_t)k * 4120) == 24);
+	old_nt = be32(hdr + 4);
+	new_nt = be32(last + 4);                 /* the final database size */
+	CHECK(old_nt == 0 && new_nt > 0);
+	/* Checksum words are read in native (little-endian) order here. */
+	delta = __builtin_bswap32(new_nt) - __builtin_bswap32(old_nt);
+	s2 = delta;                              /* first pair: (pgno, nTruncate) */
+	for (i = 0; i < 4096 / 8; i++) {         /* zero delta over the page */
+		s1 += s2;
+		s2 += s1;
+	}
+	put_be32(hdr + 4, new_nt);
+	put_be32(hdr + 16, be32(hdr + 16) + s1);
+	put_be32(hdr + 20, be32(hdr + 20) + s2);
+	CHECK(pwrite(fd, hdr, 24, 32 + (off_t)k * 4120) == 24);
+	close(fd);
+	CHECK(truncate(w, 32 + (off_t)(k + 1) * 4120) == 0);
+
+	db = open_db(p, key1, &rc, NULL);
+	CHECK(db != NULL);
+	if (db != NULL) {
+		/* The half transaction must not appear: 100 + 100 rows, intact. */
+		CHECKF(query_int(db, "SELECT count(*) FROM t", &rc) == 200, "count %lld",
+		       (long long)query_int(db, "SELECT count(*) FROM t", &rc));
+		ic = query_text(db, "PRAGMA integrity_check");
+		CHECKF(ic && strcmp(ic, "ok") == 0, "integrity_check: %s", ic ? ic : "(null)");
+		free(ic);
+		sqlite3_close(db);
+	}
+	free(p);
+	free(w);
+}
+
 /* Read every page of the main file through the shim. Returns 1 if any
  * read failed (detected), 0 if every page came back fine. */
 static int
@@ -629,6 +725,20 @@ TEST(plaintext_and_missing_key_refused)
 	CHECKF(err && strstr(err, "NOT encrypted"), "error: %s", err ? err : "(null)");
 	free(err);
 
+	/* psow=0 would split frames and journal headers: refused. */
+	{
+		int slot = sbx_vfs_key_add(key1);
+		char *uri = sbx_xasprintf("file:%s/psow.sqlite?sbxkey=%d&psow=0", tmpdir, slot);
+
+		db = NULL;
+		rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+				     SBX_VFS_NAME);
+		CHECK(rc != SQLITE_OK);
+		CHECK(strstr(sbx_vfs_last_error(), "psow=0") != NULL);
+		sqlite3_close(db);
+		sbx_vfs_key_remove(slot);
+		free(uri);
+	}
 	/* A URI naming an empty key slot is refused. */
 	{
 		char *uri = sbx_vfs_uri(p, 63);
@@ -827,6 +937,7 @@ main(void)
 	RUN(round_trip_100k_and_no_plaintext);
 	RUN(wrong_key_leaves_wal_identical_and_crash_image_recovers);
 	RUN(damaged_wal_frame_drops_it_and_later_frames);
+	RUN(forged_commit_frame_rejected);
 	RUN(flip_1000_bytes_each_detected);
 	RUN(swapped_and_foreign_pages_detected);
 	RUN(truncation_and_short_read_detected);
