@@ -482,19 +482,23 @@ fail:
 }
 
 /* usage = store contents + what still waits in the spool. */
-static int
+/* Recompute the usage counters from the store and the spool. Called after
+ * messages were committed, so a failure here is a warning, not an error:
+ * failing the command would invite a retry that stores everything twice,
+ * and the counters are recomputed at the next export or import. */
+static void
 usage_refresh(struct ctl *c, const char *mailbox_id, struct sbx_store *st)
 {
 	uint64_t bytes, msgs, sbytes, smsgs;
 	char *err = NULL;
 
-	if (sbx_store_usage(st, &bytes, &msgs, &err) < 0)
-		return ctl_fail_err(c, &err);
-	if (sbx_spool_usage(c->state_dir, mailbox_id, &sbytes, &smsgs) < 0)
-		return ctl_fail(c, "spool usage of %s: %s", mailbox_id, strerror(errno));
-	if (sbx_dir_usage_set(c->dir, mailbox_id, bytes + sbytes, msgs + smsgs, &err) < 0)
-		return ctl_fail_err(c, &err);
-	return 0;
+	if (sbx_store_usage(st, &bytes, &msgs, &err) < 0 ||
+	    sbx_spool_usage(c->state_dir, mailbox_id, &sbytes, &smsgs) < 0 ||
+	    sbx_dir_usage_set(c->dir, mailbox_id, bytes + sbytes, msgs + smsgs, &err) < 0) {
+		fprintf(stderr, "sealboxctl: warning: usage counters of %s not updated: %s\n",
+			mailbox_id, err ? err : strerror(errno));
+		free(err);
+	}
 }
 
 /* "2026-11-25T11:31:49Z" -> time_t; 0 when unparsable. */
@@ -689,8 +693,19 @@ cmd_mailbox_add(struct ctl *c, int argc, char **argv)
 	}
 	created = 0;
 	printf("mailbox %s id %s\n", addr, id);
-	if (!pw_stdin && write_secret_line(c, "password: ", pw.p, pw.len) != 0)
+	if (!pw_stdin && write_secret_line(c, "password: ", pw.p, pw.len) != 0) {
+		/* Nobody saw the generated password, so nobody could ever open
+		 * this mailbox: take it back out. */
+		char *del_err = NULL;
+
+		if (sbx_dir_mailbox_del(c->dir, id, &del_err) == 0) {
+			created = 1;
+		} else {
+			sbx_warn("mailbox add: undo: %s", del_err ? del_err : "failed");
+			free(del_err);
+		}
 		goto out;
+	}
 	rc = 0;
 out:
 	if (created) {
@@ -1144,8 +1159,10 @@ outfile_open(struct ctl *c, const char *path, struct outfile *o)
 		return 0;
 	}
 	o->path = path;
-	o->tmp = sbx_xasprintf("%s.tmp", path);
-	o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* A new file with a random name (O_EXCL): never write the decrypted
+	 * mailbox into a file that someone else created or linked there. */
+	o->tmp = sbx_xasprintf("%s.XXXXXX", path);
+	o->fd = mkostemp(o->tmp, O_CLOEXEC);
 	if (o->fd < 0) {
 		int rc = ctl_fail(c, "cannot create %s: %s", o->tmp, strerror(errno));
 
@@ -1238,7 +1255,7 @@ export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 			}
 			b.len = 0;
 			sbx_mbox_write(&b, NULL, parse_iso8601(msgs[j].internaldate), data, len);
-			free(data);
+			sbx_wipe_free(data, len);
 			if (sbx_write_all(fd, b.data, b.len) < 0) {
 				ctl_fail(c, "writing mbox: %s", strerror(errno));
 				goto out;
@@ -1252,7 +1269,7 @@ export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 	rc = 0;
 out:
 	free(msgs);
-	sbx_buf_free(&b);
+	sbx_wipe_free(b.data, b.cap);   /* decrypted messages */
 	sbx_store_folders_free(folders, nf);
 	return rc;
 }
@@ -1297,8 +1314,7 @@ cmd_export(struct ctl *c, int argc, char **argv)
 	}
 	if (export_messages(c, o.st, out.fd, &count) != 0 || outfile_commit(c, &out) != 0)
 		goto done;
-	if (usage_refresh(c, m.id, o.st) != 0)
-		goto done;
+	usage_refresh(c, m.id, o.st);
 	if (out.path != NULL) {
 		printf("exported %zu messages", count);
 		if (stats.damaged > 0)
@@ -1328,7 +1344,7 @@ parsed_free(struct parsed_msg *v, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		free(v[i].data);
+		sbx_wipe_free(v[i].data, v[i].len);
 	free(v);
 }
 
@@ -1386,8 +1402,8 @@ parse_mbox(struct ctl *c, const char *path, struct parsed_msg **v_r, size_t *n_r
 	rc = 0;
 out:
 	parsed_free(v, n);
-	sbx_buf_free(&msg);
-	free(data);
+	sbx_wipe_free(msg.data, msg.cap);
+	sbx_wipe_free(data, len);
 	return rc;
 }
 
@@ -1440,8 +1456,7 @@ cmd_import(struct ctl *c, int argc, char **argv)
 		ctl_fail_err(c, &err);
 		goto done;
 	}
-	if (usage_refresh(c, m.id, o.st) != 0)
-		goto done;
+	usage_refresh(c, m.id, o.st);
 	printf("imported %zu messages\n", n);
 	rc = 0;
 done:

@@ -208,7 +208,7 @@ check "export" ok_out '^exported 3 messages'
 check "export: all 3 messages byte-exact (mboxrd)" mbox_check "$T/a.mbox" "$T/m1" "$T/m2" "$T/m3"
 check "export: 'From ' lines quoted" grep -q '^>From me to you' "$T/a.mbox"
 check "export: spool new/ is empty" [ -z "$(ls -A "$STATE/spool/$ALICE/new")" ]
-check "export: no FILE.tmp left" [ ! -e "$T/a.mbox.tmp" ]
+check "export: no temporary file left" [ -z "$(ls "$T"/a.mbox.* 2>/dev/null)" ]
 check "export: usage_msgs is 3" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
 check "export: usage_bytes is the message bytes" \
 	[ "$(mailbox_field alice@example.com usage_bytes)" = "$(cat "$T/m1" "$T/m2" "$T/m3" | wc -c)" ]
@@ -234,6 +234,19 @@ check "export after import shows 3+2 messages" grep -q '^exported 5 messages' "$
 check "export after import: all 5 byte-exact" \
 	mbox_check "$T/a2.mbox" "$T/m1" "$T/m2" "$T/m3" "$T/i1" "$T/i2"
 check "import keeps the From_ line date" grep -q '^From MAILER-DAEMON Mon Jan  1 00:00:00 2024$' "$T/a2.mbox"
+# A file someone else left where a temporary name could be is never
+# written into: the export is a new 0600 file.
+: >"$T/a3.mbox.tmp"; chmod 644 "$T/a3.mbox.tmp"
+run "$T/pw_a" export alice@example.com --password-stdin --mbox "$T/a3.mbox"
+check "export: output is mode 0600" [ "$RC" -eq 0 -a "$(stat -c %a "$T/a3.mbox")" = 600 ]
+check "export: a pre-existing FILE.tmp is left untouched" [ ! -s "$T/a3.mbox.tmp" ]
+# A generated password that cannot be shown means a mailbox nobody can
+# open: mailbox add fails and takes it back out.
+"$BIN" -c "$CONF" mailbox add lost@example.com </dev/null >/dev/full 2>"$T/err"; RC=$?
+check "mailbox add with unwritable stdout fails" [ "$RC" -ne 0 ]
+check "mailbox add with unwritable stdout leaves no mailbox" not grep -q lost@example.com <(ctl mailbox list)
+check "mailbox add with unwritable stdout leaves no files" \
+	[ -z "$(cd "$STATE/mailboxes" && find . -name '*.sqlite' -newer "$T/a3.mbox" 2>/dev/null)" ]
 printf 'Subject: no From_ line\n\nbody\n' >"$T/bad.mbox"
 expect_fail "import of a malformed mbox" "mbox|From" "$T/pw_a" \
 	import alice@example.com --password-stdin --mbox "$T/bad.mbox"
@@ -247,7 +260,7 @@ check "mailbox passwd" [ "$RC" -eq 0 ]
 check "passwd leaves the mailbox file alone" [ -f "$STATE/mailboxes/${ALICE:0:2}/$ALICE.sqlite" ]
 expect_fail "export with the old password" "wrong password" "$T/pw_a" \
 	export alice@example.com --password-stdin --mbox "$T/x.mbox"
-check "failed export leaves no output file" [ ! -e "$T/x.mbox" -a ! -e "$T/x.mbox.tmp" ]
+check "failed export leaves no output file" [ ! -e "$T/x.mbox" -a -z "$(ls "$T"/x.mbox.* 2>/dev/null)" ]
 run "$(pwfile pw_a_new "$PW_A_NEW")" export alice@example.com --password-stdin --mbox "$T/a3.mbox"
 check "export with the new password" ok_out '^exported 5 messages'
 expect_fail "passwd with wrong old password" "wrong password" "$(pwfile pw_c2 'wrong old pass' 'whatever long')" \
@@ -379,7 +392,7 @@ head -c 4096 /dev/urandom | dd of="$DB" bs=4096 seek=$((OFF / 4096)) conv=notrun
 expect_fail "export of a damaged mailbox file" "damaged|authentication" "$T/pw_c" \
 	export carol@example.com --password-stdin --mbox "$T/c2.mbox"
 check "damaged mailbox: the spool entry is still there" [ -f "$STATE/spool/$CAROL/new/$ENTRY" ]
-check "damaged mailbox: no output file" [ ! -e "$T/c2.mbox" -a ! -e "$T/c2.mbox.tmp" ]
+check "damaged mailbox: no output file" [ ! -e "$T/c2.mbox" -a -z "$(ls "$T"/c2.mbox.* 2>/dev/null)" ]
 
 # ------------------------------------------------- import from stdin
 { printf '%s\n' "$PW_B"; cat "$T/in.mbox"; } >"$T/pw_and_mbox"
