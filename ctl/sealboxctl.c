@@ -763,7 +763,8 @@ cmd_mailbox_passwd(struct ctl *c, int argc, char **argv)
 	    sbx_kek_derive(newpw.p, newpw.len, &params, &kek, &err) < 0 ||
 	    sbx_envelope_seal(keys, kek, &params, m.id, env[which].envelope_id,
 			      &blob, &blob_len, &err) < 0 ||
-	    sbx_dir_envelope_put(c->dir, m.id, env[which].envelope_id, blob, blob_len, &err) < 0) {
+	    sbx_dir_envelope_replace(c->dir, m.id, env[which].envelope_id, env[which].blob, env[which].len,
+				     blob, blob_len, &err) < 0) {
 		ctl_fail_err(c, &err);
 		goto out;
 	}

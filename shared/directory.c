@@ -1706,6 +1706,30 @@ fail:
 }
 
 int
+sbx_dir_envelope_replace(struct sbx_dir *dir, const char *mailbox_id, const char *envelope_id,
+			 const unsigned char *old_blob, size_t old_len,
+			 const unsigned char *blob, size_t len, char **error_r)
+{
+	if (id_check(mailbox_id, error_r) < 0 || envelope_id_check(envelope_id, error_r) < 0 ||
+	    envelope_blob_check(blob, len, error_r) < 0 || tx_begin(dir, error_r) < 0)
+		return -1;
+	if (q_exec(dir, error_r,
+		   "UPDATE envelopes SET blob = ?, created = ?"
+		   " WHERE mailbox_id = ? AND envelope_id = ? AND blob = ?",
+		   "bittb", blob, len, (int64_t)time(NULL), mailbox_id, envelope_id, old_blob, old_len) < 0)
+		goto fail;
+	if (sqlite3_changes(dir->db) != 1) {
+		fail(error_r, "key envelope %s of mailbox %s changed meanwhile (another password change?); "
+		     "nothing done, try again", envelope_id, mailbox_id);
+		goto fail;
+	}
+	return tx_commit(dir, error_r);
+fail:
+	tx_rollback(dir);
+	return -1;
+}
+
+int
 sbx_dir_envelope_del(struct sbx_dir *dir, const char *mailbox_id, const char *envelope_id, char **error_r)
 {
 	int64_t count, exists;

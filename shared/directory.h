@@ -98,6 +98,11 @@ void sbx_dir_envelopes_free(struct sbx_dir_envelope *v, size_t n);
 /* Insert or replace one envelope (password change rewrites one row). */
 int sbx_dir_envelope_put(struct sbx_dir *dir, const char *mailbox_id, const char *envelope_id,
 			 const unsigned char *blob, size_t len, char **error_r);
+/* Replace one envelope only if it still holds old_blob (a password change
+ * must not overwrite a concurrent one); -1 + *error_r when it changed. */
+int sbx_dir_envelope_replace(struct sbx_dir *dir, const char *mailbox_id, const char *envelope_id,
+			     const unsigned char *old_blob, size_t old_len,
+			     const unsigned char *blob, size_t len, char **error_r);
 int sbx_dir_envelope_del(struct sbx_dir *dir, const char *mailbox_id, const char *envelope_id, char **error_r);
 
 /* Aliases and targets. */

@@ -698,6 +698,15 @@ TEST(envelopes)
 		CHECK(strcmp(v[0].envelope_id, "e0") == 0 && v[0].len == 6 && memcmp(v[0].blob, "CCCCCC", 6) == 0);
 		CHECK(strcmp(v[1].envelope_id, "e1") == 0 && v[1].len == 4 && memcmp(v[1].blob, "BBBB", 4) == 0);
 	}
+	/* A password change replaces an envelope only if it is still the one
+	 * it unlocked: the second of two racing changes is refused. */
+	CHECK(ok(sbx_dir_envelope_replace(dir, id, "e1", (const unsigned char *)"BBBB", 4,
+					  (const unsigned char *)"DDDD", 4, &err), &err));
+	CHECK(sbx_dir_envelope_replace(dir, id, "e1", (const unsigned char *)"BBBB", 4,
+				       (const unsigned char *)"EEEE", 4, &err) < 0);
+	CHECK(err != NULL && strstr(err, "changed meanwhile") != NULL);
+	free(err);
+	err = NULL;
 	sbx_dir_envelopes_free(v, n);
 
 	CHECK(ok(sbx_dir_envelope_del(dir, id, "e1", &err), &err));
