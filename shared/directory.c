@@ -706,6 +706,32 @@ regex_compile(const char *re, size_t len, regex_t *rx, int cflags, char *err, si
 	return 0;
 }
 
+/* i is just past the '[' opening a bracket expression of re; returns the
+ * index just past its closing ']' (or len + 1 when unterminated). A ']'
+ * first in the list, and "[:class:]", "[=e=]", "[.c.]" inside it, do not
+ * close it. */
+static size_t
+regex_skip_bracket(const char *re, size_t len, size_t i)
+{
+	if (i < len && re[i] == '^')
+		i++;
+	if (i < len && re[i] == ']')
+		i++;
+	while (i < len && re[i] != ']') {
+		if (re[i] == '[' && i + 1 < len &&
+		    (re[i + 1] == ':' || re[i + 1] == '=' || re[i + 1] == '.')) {
+			char end = re[i + 1];
+
+			for (i += 2; i + 1 < len && !(re[i] == end && re[i + 1] == ']'); i++)
+				;
+			i += 2;
+		} else {
+			i++;
+		}
+	}
+	return i + 1;
+}
+
 /* 0 when every ')' of the ERE closes a '(' (outside bracket expressions and
  * escapes). glibc reads an unmatched ')' as a literal, so without this
  * "a)|(b)" would compile both alone and as "^(a)|(b))$", which is no longer
@@ -727,23 +753,7 @@ regex_parens_balanced(const char *re, size_t len)
 				return -1;
 			depth--;
 		} else if (c == '[') {
-			if (i < len && re[i] == '^')
-				i++;
-			if (i < len && re[i] == ']')
-				i++;
-			while (i < len && re[i] != ']') {
-				if (re[i] == '[' && i + 1 < len &&
-				    (re[i + 1] == ':' || re[i + 1] == '=' || re[i + 1] == '.')) {
-					char end = re[i + 1];
-
-					for (i += 2; i + 1 < len && !(re[i] == end && re[i + 1] == ']'); i++)
-						;
-					i += 2;
-				} else {
-					i++;
-				}
-			}
-			i++;
+			i = regex_skip_bracket(re, len, i);
 		}
 	}
 	return depth == 0 ? 0 : -1;
@@ -831,23 +841,7 @@ regex_size_ok(const char *re, size_t len)
 			if (c == '\\') {
 				i++;
 			} else if (c == '[') {
-				if (i < len && re[i] == '^')
-					i++;
-				if (i < len && re[i] == ']')
-					i++;
-				while (i < len && re[i] != ']') {
-					if (re[i] == '[' && i + 1 < len &&
-					    (re[i + 1] == ':' || re[i + 1] == '=' || re[i + 1] == '.')) {
-						char end = re[i + 1];
-
-						for (i += 2; i + 1 < len && !(re[i] == end && re[i + 1] == ']'); i++)
-							;
-						i += 2;
-					} else {
-						i++;
-					}
-				}
-				i++;
+				i = regex_skip_bracket(re, len, i);
 			}
 			last = 1;
 			last_nest = 0;
