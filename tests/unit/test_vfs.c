@@ -920,6 +920,43 @@ TEST(concurrent_processes)
 	free(p);
 }
 
+/* imapd's pattern: one writer and several readers on one mailbox file in
+ * one process; readers see each commit, and a reader's checkpoint copies
+ * the writer's frames into the database file. */
+TEST(writer_and_readers_in_one_process)
+{
+	char *p = path_in("shared.sqlite"), *ic;
+	sqlite3 *w, *r1, *r2;
+	int rc, i, ok = 1;
+
+	w = make_small(p, key1, 10);
+	r1 = open_db(p, key1, NULL, NULL);
+	r2 = open_db(p, key1, NULL, NULL);
+	CHECK(w != NULL && r1 != NULL && r2 != NULL);
+	if (w == NULL || r1 == NULL || r2 == NULL)
+		goto out;
+	exec(w, "PRAGMA wal_autocheckpoint=0");
+	for (i = 1; i <= 50 && ok; i++) {
+		if (exec(w, "INSERT INTO t(body) VALUES ('" MARKER "')") != SQLITE_OK ||
+		    query_int(r1, "SELECT count(*) FROM t", &rc) != 10 + i ||
+		    query_int(r2, "SELECT count(*) FROM t", &rc) != 10 + i)
+			ok = 0;
+		if (i % 10 == 0 && exec(r1, "PRAGMA wal_checkpoint(PASSIVE)") != SQLITE_OK)
+			ok = 0;
+	}
+	CHECK(ok);
+	CHECK(exec(r2, "PRAGMA wal_checkpoint(TRUNCATE)") == SQLITE_OK);
+	ic = query_text(r2, "PRAGMA integrity_check");
+	CHECKF(ic && strcmp(ic, "ok") == 0, "integrity_check: %s", ic ? ic : "(null)");
+	free(ic);
+	CHECK(!file_contains(p, MARKER));
+out:
+	sqlite3_close(w);
+	sqlite3_close(r1);
+	sqlite3_close(r2);
+	free(p);
+}
+
 int
 main(void)
 {
@@ -946,6 +983,7 @@ main(void)
 	RUN(rollback_journal_hot_recovery);
 	RUN(page_size_fixed_and_reserve_enforced);
 	RUN(concurrent_processes);
+	RUN(writer_and_readers_in_one_process);
 
 	cmd = sbx_xasprintf("rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
