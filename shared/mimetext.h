@@ -1,0 +1,37 @@
+/*
+ * mimetext.h - the decoded text of a message, for full-text search
+ * (IMAP SEARCH is a case-insensitive substring match on decoded text).
+ *
+ * Header fields are RFC 2047 decoded; address fields are rendered as
+ * "Name <addr>, ..." with decoded display names. The body is the text of
+ * every text part (attachments included; text/html reduced to text) and
+ * of every message/rfc822 sub-message (its From and Subject first), with
+ * Content-Transfer-Encoding undone and the charset converted to UTF-8,
+ * parts separated by "\n". Non-text parts are never included.
+ *
+ * Every string is UTF-8 (invalid sequences replaced by U+FFFD, NUL bytes
+ * by a space), NUL-terminated and never NULL ("" when absent). The body is
+ * cut at max_body bytes on a character boundary. The walk stops at
+ * SBX_MIME_MAX_DEPTH levels and SBX_MIME_MAX_PARTS parts (mime.h).
+ */
+#ifndef SBX_MIMETEXT_H
+#define SBX_MIMETEXT_H
+#include <stddef.h>
+
+struct sbx_mime_text {
+	char *from;
+	char *to;
+	char *cc;
+	char *bcc;
+	char *subject;
+	char *body;
+};
+
+/* Extract the text of msg[0..len) (never modified). Calls sbx_mime_init().
+ * 0, or -1 with *error_r set (malloc'd) on an internal failure; malformed
+ * or garbage input is never an error (empty fields). */
+int sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
+    struct sbx_mime_text *t_r, char **error_r);
+/* Free the strings of t and zero it; NULL-safe. */
+void sbx_mime_text_free(struct sbx_mime_text *t);
+#endif
