@@ -32,7 +32,7 @@ struct param {
 
 struct params {
 	struct param *v;
-	size_t n;
+	size_t n, cap;
 };
 
 struct part {
@@ -358,7 +358,10 @@ buf_take(struct sbx_buf *b)
 static void
 params_add(struct params *ps, char *name, char *value)
 {
-	ps->v = sbx_xrealloc(ps->v, (ps->n + 1) * sizeof(*ps->v));
+	if (ps->n == ps->cap) {   /* double: a header may carry many parameters */
+		ps->cap = ps->cap ? ps->cap * 2 : 4;
+		ps->v = sbx_xrealloc(ps->v, ps->cap * sizeof(*ps->v));
+	}
 	ps->v[ps->n].name = name;
 	ps->v[ps->n].value = value;
 	ps->n++;
@@ -375,7 +378,7 @@ params_free(struct params *ps)
 	}
 	free(ps->v);
 	ps->v = NULL;
-	ps->n = 0;
+	ps->n = ps->cap = 0;
 }
 
 /*
@@ -959,7 +962,7 @@ struct addr {
 
 struct addrs {
 	struct addr *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static void
@@ -969,7 +972,10 @@ addrs_add(struct addrs *a, char *name, char *adl, char *mailbox, char *host)
 		free(name); free(adl); free(mailbox); free(host);
 		return;
 	}
-	a->v = sbx_xrealloc(a->v, (a->n + 1) * sizeof(*a->v));
+	if (a->n == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 4;
+		a->v = sbx_xrealloc(a->v, a->cap * sizeof(*a->v));
+	}
 	a->v[a->n].name = name;
 	a->v[a->n].adl = adl;
 	a->v[a->n].mailbox = mailbox;
