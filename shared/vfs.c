@@ -80,6 +80,8 @@ struct sbx_file {
 	int scratch_size;
 	sqlite3_int64 hdr_off;         /* WAL: offset of the last frame header written */
 	unsigned char hdr[WAL_FRAME_HDR];   /* ... and its bytes */
+	sqlite3_int64 rd_off;          /* WAL: offset of the last whole frame read */
+	unsigned char rd_hdr[WAL_FRAME_HDR];   /* ... and its header as on disk */
 	sqlite3_int64 j4_off;          /* journal: offset of the last 4-byte write */
 	uint32_t j4_val;
 	const char *name;
@@ -565,6 +567,8 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 		rc = f->real->pMethods->xRead(f->real, buf, amt, ofst);
 		if (rc != SQLITE_OK)
 			return rc;
+		f->rd_off = ofst;
+		memcpy(f->rd_hdr, p, WAL_FRAME_HDR);
 		pgno = get32(p);
 		wal_ad(walx, p, frame + 1);
 		if (pgno == 0 || page_open(f, pgno, p + WAL_FRAME_HDR, psz, walx) != 0) {
@@ -610,6 +614,57 @@ wal_read(struct sbx_file *f, void *buf, int amt, sqlite3_int64 ofst)
 	return SQLITE_IOERR_READ;
 }
 
+/*
+ * Once a transaction has overwritten a frame in place (a page spilled from
+ * a small cache and changed again), SQLite writes the frames after it with
+ * zero salts and checksums, and at commit reads each of them whole and
+ * writes its header again with the real salts (walRewriteChecksums). The
+ * salts are part of the page's AD, so the page sealed under the zero salts
+ * is sealed again under the new header before that header is written.
+ * Only a header write right after a whole-frame read of the same frame,
+ * with the same page number and commit size and zero salts on disk, gets
+ * here. A frame that does not open under its old header (a stale frame
+ * from an earlier WAL generation that recovery read last) is left alone:
+ * SQLite writes the whole frame anew in that case.
+ */
+static int
+wal_reseal(struct sbx_file *f, sqlite3_int64 ofst, const unsigned char *newhdr)
+{
+	static const unsigned char zero[8];
+	int psz = wal_page_size(f), rc;
+	sqlite3_int64 frame = (ofst - WAL_HDR) / (psz + WAL_FRAME_HDR) + 1;
+	unsigned char oldx[WALX_BYTES], newx[WALX_BYTES], *page, *sealed;
+	uint32_t pgno = get32(f->rd_hdr);
+
+	if (get32(newhdr) != pgno || memcmp(newhdr + 4, f->rd_hdr + 4, 4) != 0 ||
+	    memcmp(f->rd_hdr + 8, zero, 8) != 0)
+		return SQLITE_OK;
+	page = sqlite3_malloc(psz);
+	sealed = sqlite3_malloc(psz);
+	if (page == NULL || sealed == NULL) {
+		sqlite3_free(page);
+		sqlite3_free(sealed);
+		return SQLITE_NOMEM;
+	}
+	rc = f->real->pMethods->xRead(f->real, page, psz, ofst + WAL_FRAME_HDR);
+	if (rc == SQLITE_OK) {
+		wal_ad(oldx, f->rd_hdr, frame);
+		wal_ad(newx, newhdr, frame);
+		if (page_open(f, pgno, page, psz, oldx) != 0)
+			rc = SQLITE_OK;   /* not ours to fix: see above */
+		else if (page_seal(f, pgno, page, sealed, psz, newx) != 0)
+			rc = SQLITE_IOERR_WRITE;
+		else
+			rc = f->real->pMethods->xWrite(f->real, sealed, psz, ofst + WAL_FRAME_HDR);
+	} else if (rc == SQLITE_IOERR_SHORT_READ) {
+		rc = SQLITE_OK;
+	}
+	sodium_memzero(page, (size_t)psz);
+	sqlite3_free(page);
+	sqlite3_free(sealed);
+	return rc;
+}
+
 static int
 wal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 {
@@ -631,6 +686,13 @@ wal_write(struct sbx_file *f, const void *buf, int amt, sqlite3_int64 ofst)
 	}
 	fo = (int)((ofst - WAL_HDR) % (psz + WAL_FRAME_HDR));
 	if (fo == 0 && amt == WAL_FRAME_HDR) {
+		if (ofst == f->rd_off && memcmp(f->rd_hdr, p, 16) != 0) {
+			int rc = wal_reseal(f, ofst, p);
+
+			if (rc != SQLITE_OK)
+				return rc;
+		}
+		f->rd_off = -1;
 		f->hdr_off = ofst;
 		memcpy(f->hdr, p, WAL_FRAME_HDR);
 		return f->real->pMethods->xWrite(f->real, buf, amt, ofst);
@@ -819,6 +881,7 @@ x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags, int
 	memset(f, 0, sizeof(*f));
 	f->real = (sqlite3_file *)(f + 1);
 	f->hdr_off = -1;
+	f->rd_off = -1;
 	f->j4_off = -1;
 	f->name = name ? name : "(temp)";
 	if (flags & SQLITE_OPEN_MAIN_DB)

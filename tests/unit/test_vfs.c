@@ -872,6 +872,92 @@ TEST(page_size_fixed_and_reserve_enforced)
 	free(p);
 }
 
+/*
+ * A transaction larger than the page cache spills pages into the WAL and
+ * may change them again, overwriting their frames in place; SQLite then
+ * writes the following frames with zero salts and rewrites their headers
+ * at commit. Every frame must still open after the commit, after crash
+ * recovery of the committed WAL, and a transaction killed before its
+ * commit must leave the previous state.
+ */
+static void
+spill_tx(sqlite3 *db, int rows)
+{
+	char sql[200];
+	int i;
+
+	exec(db, "PRAGMA cache_size=20; BEGIN");
+	for (i = 0; i < rows; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO s(v, n) VALUES (randomblob(3000), %d);"
+			 "UPDATE s SET n = n + 1 WHERE id = 1;", i * 7919 % 1000);
+		if (exec(db, sql) != SQLITE_OK)
+			break;
+	}
+}
+
+TEST(spilled_transaction_with_overwritten_frames)
+{
+	char *p = path_in("spill.db"), *ic;
+	sqlite3 *db;
+	pid_t pid;
+	int status, rc;
+
+	rm_db(p);
+	db = open_db(p, key1, NULL, NULL);
+	CHECK(db != NULL);
+	if (db == NULL)
+		return;
+	CHECK(exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE s(id INTEGER PRIMARY KEY, v BLOB, n INT);"
+		   "CREATE INDEX sn ON s(n)") == SQLITE_OK);
+	spill_tx(db, 1500);
+	CHECK(exec(db, "COMMIT") == SQLITE_OK);
+	CHECK(query_int(db, "SELECT count(*) FROM s", &rc) == 1500);
+	ic = query_text(db, "PRAGMA integrity_check");
+	CHECKF(ic && strcmp(ic, "ok") == 0, "integrity_check: %s", ic ? ic : "(null)");
+	free(ic);
+	sqlite3_close(db);
+
+	/* committed, then killed before any checkpoint: recovery replays it */
+	pid = fork();
+	if (pid == 0) {
+		db = open_db(p, key1, NULL, NULL);
+		if (db == NULL)
+			_exit(2);
+		exec(db, "PRAGMA wal_autocheckpoint=0");
+		spill_tx(db, 1500);
+		_exit(exec(db, "COMMIT") == SQLITE_OK ? 0 : 3);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* killed in the middle of the next one: it never happened */
+	pid = fork();
+	if (pid == 0) {
+		db = open_db(p, key1, NULL, NULL);
+		if (db == NULL)
+			_exit(2);
+		exec(db, "PRAGMA wal_autocheckpoint=0");
+		spill_tx(db, 1000);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	db = open_db(p, key1, &rc, NULL);
+	CHECK(db != NULL);
+	if (db != NULL) {
+		CHECK(query_int(db, "SELECT count(*) FROM s", &rc) == 3000);
+		ic = query_text(db, "PRAGMA integrity_check");
+		CHECKF(ic && strcmp(ic, "ok") == 0, "integrity_check: %s", ic ? ic : "(null)");
+		free(ic);
+		/* and the WAL keeps working after recovery */
+		spill_tx(db, 300);
+		CHECK(exec(db, "COMMIT") == SQLITE_OK);
+		CHECK(query_int(db, "SELECT count(*) FROM s", &rc) == 3300);
+		sqlite3_close(db);
+	}
+	rm_db(p);
+	free(p);
+}
+
 TEST(concurrent_processes)
 {
 	char *p = path_in("multi.sqlite"), *ic;
@@ -982,6 +1068,7 @@ main(void)
 	RUN(vacuum_into_opens_with_same_key);
 	RUN(rollback_journal_hot_recovery);
 	RUN(page_size_fixed_and_reserve_enforced);
+	RUN(spilled_transaction_with_overwritten_frames);
 	RUN(concurrent_processes);
 	RUN(writer_and_readers_in_one_process);
 
