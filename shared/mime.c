@@ -46,6 +46,9 @@ struct part {
 	char *enc, *id, *desc, *md5, *loc;
 	char **lang;
 	size_t nlang;
+	size_t hdr_start;	/* first byte of the header */
+	size_t hdr_end;		/* end of the header as Dovecot counts it
+				 * (<= body_start, see parse_headers) */
 	size_t body_start, body_end;
 	int opaque;		/* limit reached: printed as octet-stream */
 	int synthetic;		/* empty part of a multipart without parts */
@@ -188,21 +191,36 @@ unfold(const char *s, size_t n)
  */
 static size_t
 parse_headers(struct ctx *c, size_t pos, struct part *pt, struct stop *st,
-    int *stopped_r)
+    int *stopped_r, size_t *hdr_end_r)
 {
 	size_t p = pos, cap = 0;
 	int cl = 0;
 	ssize_t idx;
 
 	*stopped_r = 0;
+	*hdr_end_r = c->len;
 	while (p < c->len) {
 		size_t s = p, e, colon;
 
-		if (c->d[p] == '\n')
-			return p + 1;
-		if (c->d[p] == '\r' && p + 1 < c->len && c->d[p + 1] == '\n')
-			return p + 2;
+		if (c->d[p] == '\n' || (c->d[p] == '\r' && p + 1 < c->len &&
+		    c->d[p + 1] == '\n')) {
+			e = c->d[p] == '\n' ? p + 1 : p + 2;
+			/* Dovecot: when a boundary line follows the blank
+			 * line, the blank line is the [CR]LF of that
+			 * delimiter and not part of the header */
+			*hdr_end_r = c->nbnd > 0 && match_boundary(c, e, &cl) >= 0 ?
+			    p : e;
+			return e;
+		}
 		if (c->nbnd > 0 && (idx = match_boundary(c, p, &cl)) >= 0) {
+			/* Dovecot: the [CR]LF before the boundary line
+			 * belongs to the delimiter, not to the header */
+			*hdr_end_r = p;
+			if (p > pos && c->d[p - 1] == '\n') {
+				(*hdr_end_r)--;
+				if (p - 1 > pos && c->d[p - 2] == '\r')
+					(*hdr_end_r)--;
+			}
 			st->end = p;
 			st->idx = idx;
 			st->close = cl;
@@ -699,7 +717,8 @@ parse_entity(struct ctx *c, size_t pos, int digest_child, unsigned int depth,
 	const char *bnd;
 
 	c->nparts++;
-	pt->body_start = parse_headers(c, pos, pt, st, &stopped);
+	pt->hdr_start = pos;
+	pt->body_start = parse_headers(c, pos, pt, st, &stopped, &pt->hdr_end);
 	parse_mime_headers(pt);
 	if (pt->type == NULL) {
 		pt->type = sbx_xstrdup(digest_child ? "message" : "text");
@@ -759,7 +778,8 @@ parse_entity(struct ctx *c, size_t pos, int digest_child, unsigned int depth,
 			pt->message = sbx_xcalloc(1, sizeof(*pt->message));
 			pt->message->type = sbx_xstrdup("text");
 			pt->message->subtype = sbx_xstrdup("plain");
-			pt->message->body_start = pt->message->body_end =
+			pt->message->hdr_start = pt->message->hdr_end =
+			    pt->message->body_start = pt->message->body_end =
 			    pt->body_start;
 			c->nparts++;
 			return pt;
@@ -1337,7 +1357,587 @@ envelope_write(struct sbx_buf *b, const struct part *pt)
 		addrs_free(&a[k]);
 }
 
+/* ---- the part table (sbx_mime_info.sections) ----
+ *
+ * Stored beside the message forever, so the format is versioned. Version 1:
+ *
+ *	v1\n
+ *	DEPTH KIND HDR BODY END\n	one line per part, in pre-order
+ *
+ * All numbers are unsigned decimal, fields separated by one space. A part
+ * is a node of Dovecot's message_part tree: the root (depth 0, the whole
+ * message), the children of a multipart (depth + 1), and the one child of
+ * a message/rfc822 part, which is the encapsulated message (depth + 1).
+ * KIND is 'm' (multipart), 'r' (message/rfc822) or 'l' (anything else,
+ * including parts left opaque by the limits). HDR is the offset of the
+ * part's header, BODY of its body (= end of the header, blank line
+ * included), END of the end of its body (before the [CR]LF that belongs to
+ * the next boundary line). The synthetic empty part that BODYSTRUCTURE
+ * shows for a multipart without parts is not a node: such a multipart has
+ * no children, as in Dovecot. IMAP section numbers are not stored; they
+ * are resolved against this tree exactly as Dovecot does (see find_part).
+ * Dovecot sometimes counts a header shorter than the bytes up to the body
+ * (a header line or a blank line directly followed by a boundary line: the
+ * [CR]LF goes to the delimiter); BODY is then that shorter end and the
+ * body is empty. Example (006-rfc822-attached.eml):
+ *	v1
+ *	0 m 0 239 935		the message, multipart/mixed
+ *	1 l 249 295 318		BODY[1], text/plain
+ *	1 r 330 421 921		BODY[2], message/rfc822
+ *	2 m 421 658 921		its message, multipart/mixed
+ *	3 l 667 713 731		BODY[2.1]
+ *	3 l 742 890 908		BODY[2.2]
+ * A reader must accept exactly this grammar (no leading zeros, no other
+ * spacing) and reject any other version line; a new layout gets "v2".
+ */
+
+#define TABLE_VERSION "v1\n"
+
+static size_t
+clamp(size_t v, size_t lo, size_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/*
+ * One node and its subtree. A header that Dovecot cuts short (see
+ * parse_headers) leaves an empty body at its end; whatever a message/rfc822
+ * part holds then is empty too: the clamping to the parent's body [lo, hi]
+ * keeps every child inside its parent, as table_parse demands.
+ */
+static void
+table_write(struct sbx_buf *b, struct sbx_buf *leaves, const struct part *pt,
+    unsigned int depth, size_t lo, size_t hi)
+{
+	size_t i, h, body, end;
+	char kind;
+
+	if (!pt->opaque && is_type(pt, "multipart", NULL))
+		kind = 'm';
+	else if (!pt->opaque && pt->message != NULL)
+		kind = 'r';
+	else
+		kind = 'l';
+	h = clamp(pt->hdr_start, lo, hi);
+	body = clamp(pt->hdr_end, h, hi);
+	end = pt->hdr_end < pt->body_start ? body :
+	    clamp(pt->body_end, body, hi);
+	sbx_buf_appendf(b, "%u %c %zu %zu %zu\n", depth, kind, h, body, end);
+	if (kind == 'l') {
+		struct sbx_mime_leaf lf;
+
+		lf.off = body;
+		lf.len = end - body;
+		sbx_buf_append(leaves, &lf, sizeof(lf));
+	} else if (kind == 'r') {
+		table_write(b, leaves, pt->message, depth + 1, body, end);
+	} else {
+		for (i = 0; i < pt->nchildren; i++)
+			if (!pt->children[i]->synthetic)
+				table_write(b, leaves, pt->children[i],
+				    depth + 1, body, end);
+	}
+}
+
+struct tnode {
+	size_t hdr, body, end;
+	char kind;
+	size_t child, next;	/* first child, next sibling; NONE if none */
+};
+
+#define NONE ((size_t)-1)
+
+static int
+table_num(const char **pp, size_t *v_r)
+{
+	const char *p = *pp;
+	size_t v = 0;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	if (*p == '0' && p[1] >= '0' && p[1] <= '9')
+		return -1;	/* no leading zeros: one spelling per table */
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (SIZE_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (size_t)(*p - '0');
+	}
+	*pp = p;
+	*v_r = v;
+	return 0;
+}
+
+/*
+ * Parse and check a table against a message of len bytes. The table comes
+ * from the database, so every offset and the tree shape are verified:
+ * nothing read from it can point outside msg or make the walk loop.
+ */
+static int
+table_parse(const char *t, size_t len, struct tnode **nodes_r, size_t *n_r,
+    char **error_r)
+{
+	struct tnode *nd = NULL;
+	size_t n = 0, cap = 0, i, depth, prev_depth = 0;
+	size_t stack[SBX_MIME_MAX_DEPTH + 3];	/* open node per depth */
+	size_t last[SBX_MIME_MAX_DEPTH + 3];	/* last child per depth */
+	const char *p, *why = NULL;
+
+	if (t == NULL || strncmp(t, TABLE_VERSION, strlen(TABLE_VERSION)) != 0) {
+		why = t != NULL && t[0] == 'v' ? "unsupported version" :
+		    "no version line";
+		goto fail;
+	}
+	for (p = t + strlen(TABLE_VERSION); *p != '\0';) {
+		struct tnode x;
+
+		if (table_num(&p, &depth) < 0 || *p++ != ' ') {
+			why = "bad depth";
+			goto fail;
+		}
+		x.kind = *p;
+		if ((x.kind != 'm' && x.kind != 'r' && x.kind != 'l') ||
+		    p[1] != ' ') {
+			why = "bad kind";
+			goto fail;
+		}
+		p += 2;
+		if (table_num(&p, &x.hdr) < 0 || *p++ != ' ' ||
+		    table_num(&p, &x.body) < 0 || *p++ != ' ' ||
+		    table_num(&p, &x.end) < 0 || *p++ != '\n') {
+			why = "bad offsets";
+			goto fail;
+		}
+		if (x.hdr > x.body || x.body > x.end || x.end > len) {
+			why = "offsets out of range";
+			goto fail;
+		}
+		if (n == 0 ? depth != 0 || x.hdr != 0 || x.end != len :
+		    depth == 0 || depth > prev_depth + 1 ||
+		    depth > SBX_MIME_MAX_DEPTH + 1) {
+			why = "bad tree shape";
+			goto fail;
+		}
+		x.child = x.next = NONE;
+		if (depth > 0) {
+			struct tnode *up = &nd[stack[depth - 1]];
+
+			if (up->kind == 'l' ||
+			    (up->kind == 'r' && up->child != NONE) ||
+			    x.hdr < up->body || x.end > up->end ||
+			    (up->child != NONE && x.hdr < nd[last[depth]].end)) {
+				why = "bad tree shape";
+				goto fail;
+			}
+			if (up->child == NONE)
+				up->child = n;
+			else
+				nd[last[depth]].next = n;
+			last[depth] = n;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			nd = sbx_xrealloc(nd, cap * sizeof(*nd));
+		}
+		nd[n] = x;
+		stack[depth] = n;
+		prev_depth = depth;
+		n++;
+	}
+	if (n == 0) {
+		why = "no parts";
+		goto fail;
+	}
+	for (i = 0; i < n; i++)
+		if (nd[i].kind == 'r' && nd[i].child == NONE) {
+			why = "message/rfc822 part without message";
+			goto fail;
+		}
+	*nodes_r = nd;
+	*n_r = n;
+	return 0;
+fail:
+	free(nd);
+	*error_r = sbx_xasprintf("damaged section table: %s", why);
+	return -1;
+}
+
+/* ---- section specs (RFC 3501 6.4.5, as Dovecot 2.3 parses them) ----
+ *
+ * What Dovecot 2.3.19 answers, checked against it (tests/data/mime/
+ * *.sections, dovecot-oracle.sh) and copied here:
+ *  - a part that does not exist is an empty string ({0}), never NIL; so
+ *    are HEADER, TEXT and HEADER.FIELDS of a part that is not
+ *    message/rfc822 ("1.HEADER" of a text part);
+ *  - "1" of a non-multipart message is its body and "1.MIME" its whole
+ *    header; a number after a non-multipart, non-message part is only
+ *    accepted when it is the last and is 1 ("2.1.1" = "2.1" when 2.1 is a
+ *    leaf); "0" means the first part of a multipart (its loop never
+ *    counts down from 0) and numbers wrap at 2^32 ("4294967297" = "1");
+ *  - "N.MIME" of a message/rfc822 part is its own MIME header;
+ *  - "MIME" without a part number, an empty header list, a nested list,
+ *    a '(' without a space before it and trailing text are errors; atoms
+ *    in the list may hold ']', '%' and '*', NIL is the name "NIL";
+ *  - HEADER.FIELDS[.NOT] output is the selected lines, each ended by CRLF
+ *    whatever the message uses, in message order with their folding, then
+ *    the blank line if the header has one; top-level HEADER.FIELDS (not
+ *    .NOT, not of a part) always ends with the blank line, even for a
+ *    message without one (Dovecot's header cache adds it);
+ *  - for HEADER.FIELDS of a part, Dovecot reads from the part's header to
+ *    the first blank line or the end of the message, past a boundary if
+ *    need be; so do we.
+ * Every other section is a slice of the raw message, line ends as stored.
+ * Dovecot sends all of them through a CRLF stream (a LF without CR gets
+ * one) and changes NUL to 0x80 in literals: the IMAP layer must do both on
+ * output to send Dovecot's bytes (the filtered headers are CRLF already,
+ * the conversion leaves them unchanged). Our own limits, where Dovecot has
+ * none: spec <= 1024 bytes, <= 100 field names, part numbers of at most
+ * 10 digits and SBX_MIME_MAX_DEPTH + 1 components.
+ */
+
+#define SPEC_MAX_LEN	1024
+#define SPEC_MAX_FIELDS	100
+#define SPEC_MAX_DIGITS	10
+#define SPEC_MAX_PARTS	(SBX_MIME_MAX_DEPTH + 1)
+
+enum sec_kind {
+	SEC_FULL,		/* "" */
+	SEC_MIME_BODY,		/* "1.2" */
+	SEC_MIME,		/* "1.2.MIME" */
+	SEC_HEADER,		/* "HEADER", "2.HEADER" */
+	SEC_FIELDS,		/* "HEADER.FIELDS (...)" */
+	SEC_FIELDS_NOT,		/* "HEADER.FIELDS.NOT (...)" */
+	SEC_TEXT		/* "TEXT", "2.TEXT" */
+};
+
+struct sec {
+	uint32_t num[SPEC_MAX_PARTS];
+	size_t nnum;
+	enum sec_kind kind;
+	char *names;		/* field names, each NUL-terminated */
+	size_t nnames;
+};
+
+static int
+is_atom_char(unsigned char ch)
+{
+	/* Dovecot's IMAP atoms: no CTL, SP, 8-bit, ( ) { " \ ; it takes
+	 * ']' and the list wildcards. */
+	return ch > ' ' && ch < 0x7f && strchr("(){\"\\", ch) == NULL;
+}
+
+/* "(" name *(SP name) ")" and trailing spaces: the header list. */
+static const char *
+spec_fields(const char *p, struct sec *sc)
+{
+	struct sbx_buf b = { 0 };
+
+	if (*p != ' ')
+		return "missing space before the header list";
+	while (*p == ' ')
+		p++;
+	if (*p++ != '(')
+		return "missing header list";
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == ')')
+			break;
+		if (sc->nnames == SPEC_MAX_FIELDS) {
+			sbx_buf_free(&b);
+			return "too many header fields";
+		}
+		if (*p == '"') {
+			for (p++; *p != '"'; p++) {
+				if (*p == '\\')
+					p++;
+				if (*p == '\0' || *p == '\r' || *p == '\n') {
+					sbx_buf_free(&b);
+					return "unterminated quoted field name";
+				}
+				sbx_buf_append(&b, p, 1);
+			}
+			p++;
+		} else if (is_atom_char((unsigned char)*p)) {
+			while (is_atom_char((unsigned char)*p))
+				sbx_buf_append(&b, p++, 1);
+		} else {
+			sbx_buf_free(&b);
+			return "bad header field name";
+		}
+		sbx_buf_append(&b, "", 1);
+		sc->nnames++;
+		if (*p != ' ' && *p != ')') {
+			sbx_buf_free(&b);
+			return "bad header field name";
+		}
+	}
+	if (sc->nnames == 0)
+		return "empty header list";
+	for (p++; *p == ' '; p++)
+		;
+	if (*p != '\0') {
+		sbx_buf_free(&b);
+		return "junk after the header list";
+	}
+	sc->names = b.data;
+	return NULL;
+}
+
+/* NULL, or why spec is malformed. sc->names is malloc'd on success. */
+static const char *
+spec_parse(const char *spec, struct sec *sc)
+{
+	const char *p = spec, *why;
+	size_t digits = 0;
+
+	memset(sc, 0, sizeof(*sc));
+	if (spec == NULL)
+		return "NULL";
+	if (strnlen(spec, SPEC_MAX_LEN + 1) > SPEC_MAX_LEN)
+		return "longer than 1024 bytes";
+	/* the part number: digits, dot-separated, as Dovecot reads it
+	 * (leading zeros allowed, the value wraps like its unsigned int) */
+	while (*p >= '0' && *p <= '9') {
+		if (sc->nnum == SPEC_MAX_PARTS)
+			return "part number too deep";
+		sc->num[sc->nnum] = 0;
+		for (digits = 0; *p >= '0' && *p <= '9'; p++) {
+			if (++digits > SPEC_MAX_DIGITS)
+				return "part number too long";
+			sc->num[sc->nnum] = sc->num[sc->nnum] * 10 +
+			    (uint32_t)(*p - '0');
+		}
+		sc->nnum++;
+		if (*p != '.')
+			break;
+		p++;
+	}
+	if (sc->nnum > 0) {
+		if (*p == '\0' && p[-1] == '.')
+			return "part number ends with '.'";
+		if (*p != '\0' && p[-1] != '.')
+			return "bad part number";
+	}
+	if (*p == '\0') {
+		sc->kind = sc->nnum == 0 ? SEC_FULL : SEC_MIME_BODY;
+		return NULL;
+	}
+	if (strcasecmp(p, "MIME") == 0) {
+		if (sc->nnum == 0)
+			return "MIME needs a part number";
+		sc->kind = SEC_MIME;
+		return NULL;
+	}
+	if (strcasecmp(p, "TEXT") == 0) {
+		sc->kind = SEC_TEXT;
+		return NULL;
+	}
+	if (strcasecmp(p, "HEADER") == 0) {
+		sc->kind = SEC_HEADER;
+		return NULL;
+	}
+	if (strncasecmp(p, "HEADER.FIELDS.NOT", 17) == 0) {
+		sc->kind = SEC_FIELDS_NOT;
+		why = spec_fields(p + 17, sc);
+	} else if (strncasecmp(p, "HEADER.FIELDS", 13) == 0) {
+		sc->kind = SEC_FIELDS;
+		why = spec_fields(p + 13, sc);
+	} else {
+		why = "unknown section text";
+	}
+	return why;
+}
+
+int
+sbx_mime_section_valid(const char *spec)
+{
+	struct sec sc;
+	const char *why = spec_parse(spec, &sc);
+
+	free(sc.names);
+	return why == NULL;
+}
+
+/* Dovecot's imap_msgpart_find(): the node of sc's part number, or NONE. */
+static size_t
+find_part(const struct tnode *nd, const struct sec *sc)
+{
+	size_t cur = 0, i;
+
+	for (i = 0; i < sc->nnum && cur != NONE; i++) {
+		uint32_t num = sc->num[i];
+		int more = i + 1 < sc->nnum;
+
+		if (nd[cur].kind == 'm') {
+			/* "0" finds the first part too, as in Dovecot */
+			for (cur = nd[cur].child; num > 1 && cur != NONE; num--)
+				cur = nd[cur].next;
+		} else if (num != 1 || (more && nd[cur].kind != 'r')) {
+			/* a non-multipart has only part 1 */
+			cur = NONE;
+		}
+		if (cur != NONE && nd[cur].kind == 'r' && more)
+			cur = nd[cur].child;	/* into the message */
+	}
+	return cur;
+}
+
+static int
+field_wanted(const struct sec *sc, const char *name, size_t nlen)
+{
+	const char *f = sc->names;
+	size_t i;
+
+	/* Dovecot compares NUL-terminated names: stop at an embedded NUL */
+	for (i = 0; i < nlen; i++)
+		if (name[i] == '\0')
+			nlen = i;
+	for (i = 0; i < sc->nnames; i++, f += strlen(f) + 1)
+		if (strlen(f) == nlen && strncasecmp(f, name, nlen) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * HEADER.FIELDS[.NOT] of the header at msg[s..e), with Dovecot's header
+ * parser and header filter rules: a field is its first line plus the
+ * lines that start with SP or HT; its name is the text before the first
+ * ':' with SP/HT before the ':' removed, or the whole line when there is
+ * no ':'. Selected lines are written with CRLF line ends; a line that
+ * ends at end of data without a newline is written without one. The
+ * blank line that ends the header is always written when present;
+ * add_eoh (root HEADER.FIELDS, where Dovecot's header cache adds a
+ * missing one) writes it even when absent.
+ */
+static void
+filter_header(const char *msg, size_t s, size_t e, const struct sec *sc,
+    int add_eoh, struct sbx_buf *out)
+{
+	size_t p = s;
+	int want = 0, last_nl = 1, eoh = 0;
+
+	while (p < e) {
+		const char *nl = memchr(msg + p, '\n', e - p);
+		size_t le = nl == NULL ? e : (size_t)(nl - msg);	/* LF */
+		size_t ce = le;						/* content end */
+
+		if (nl != NULL && le > p && msg[le - 1] == '\r')
+			ce--;
+		if (nl != NULL && ce == p) {
+			eoh = 1;	/* the blank line */
+			break;
+		}
+		if (p == s || (msg[p] != ' ' && msg[p] != '\t')) {
+			const char *colon = memchr(msg + p, ':', ce - p);
+			size_t nlen;
+
+			if (colon == NULL) {
+				nlen = ce - p;
+			} else {
+				nlen = (size_t)(colon - (msg + p));
+				while (nlen > 0 && (msg[p + nlen - 1] == ' ' ||
+				    msg[p + nlen - 1] == '\t'))
+					nlen--;
+			}
+			want = field_wanted(sc, msg + p, nlen) ==
+			    (sc->kind == SEC_FIELDS);
+		}
+		if (want) {
+			sbx_buf_append(out, msg + p, ce - p);
+			if (nl != NULL)
+				sbx_buf_append(out, "\r\n", 2);
+			last_nl = nl != NULL;
+		}
+		p = nl == NULL ? e : le + 1;
+	}
+	if (eoh || add_eoh) {
+		if (!last_nl)
+			sbx_buf_append(out, "\r\n", 2);
+		sbx_buf_append(out, "\r\n", 2);
+	}
+}
+
+int
+sbx_mime_fetch_section(const char *msg, size_t len, const char *sections,
+    const char *spec, char **out_r, size_t *outlen_r, char **error_r)
+{
+	struct sec sc;
+	struct tnode *nd = NULL;
+	struct sbx_buf out = { 0 };
+	const char *why;
+	size_t n, part, s = 0, e = 0;
+
+	*out_r = NULL;
+	*outlen_r = 0;
+	if ((why = spec_parse(spec, &sc)) != NULL) {
+		*error_r = sbx_xasprintf("invalid section spec: %s", why);
+		return -1;
+	}
+	if (msg == NULL && len > 0) {
+		free(sc.names);
+		*error_r = sbx_xstrdup("mime: NULL message");
+		return -1;
+	}
+	if (table_parse(sections, len, &nd, &n, error_r) < 0) {
+		free(sc.names);
+		return -1;
+	}
+	part = sc.nnum == 0 ? 0 : find_part(nd, &sc);
+	if (part != NONE && sc.nnum > 0 && sc.kind != SEC_MIME &&
+	    sc.kind != SEC_MIME_BODY) {
+		/* HEADER, TEXT, HEADER.FIELDS of a part: only of a
+		 * message/rfc822 part, meaning its message */
+		part = nd[part].kind == 'r' ? nd[part].child : NONE;
+	}
+	if (part != NONE) {
+		const struct tnode *x = &nd[part];
+
+		switch (sc.kind) {
+		case SEC_FULL:
+			s = 0;
+			e = len;
+			break;
+		case SEC_MIME:
+		case SEC_HEADER:
+			s = x->hdr;
+			e = x->body;
+			break;
+		case SEC_MIME_BODY:
+		case SEC_TEXT:
+			s = x->body;
+			e = x->end;
+			break;
+		case SEC_FIELDS:
+		case SEC_FIELDS_NOT:
+			/* Dovecot runs its header parser on the mail stream
+			 * from the part's header on, up to the first blank
+			 * line or the end of the message; it does not stop
+			 * at x->body (which can be shorter, see
+			 * parse_headers) nor at a boundary */
+			filter_header(msg, x->hdr, len, &sc,
+			    sc.kind == SEC_FIELDS && sc.nnum == 0, &out);
+			break;
+		}
+		if (s < e)
+			sbx_buf_append(&out, msg + s, e - s);
+	}
+	sbx_buf_append(&out, "", 1);
+	*out_r = out.data;
+	*outlen_r = out.len - 1;
+	free(nd);
+	free(sc.names);
+	return 0;
+}
+
 /* ---- API ---- */
+
+static void
+top_header(const struct part *root, const char *name, char **value_r)
+{
+	const char *v = hdr_first(root, name);
+
+	*value_r = v != NULL ? sbx_xstrdup(v) : NULL;
+}
 
 int
 sbx_mime_parse(const char *msg, size_t len, struct sbx_mime_info *info_r,
@@ -1346,7 +1946,8 @@ sbx_mime_parse(const char *msg, size_t len, struct sbx_mime_info *info_r,
 	struct ctx c;
 	struct stop st;
 	struct part *root;
-	struct sbx_buf env = { 0 }, bs = { 0 }, body = { 0 };
+	struct sbx_buf env = { 0 }, bs = { 0 }, body = { 0 }, tab = { 0 };
+	struct sbx_buf leaves = { 0 };
 	uint64_t bare, lines;
 
 	memset(info_r, 0, sizeof(*info_r));
@@ -1358,6 +1959,16 @@ sbx_mime_parse(const char *msg, size_t len, struct sbx_mime_info *info_r,
 	c.d = msg != NULL ? msg : "";
 	c.len = len;
 	root = parse_entity(&c, 0, 0, 0, &st);
+	sbx_buf_append(&tab, TABLE_VERSION, strlen(TABLE_VERSION));
+	table_write(&tab, &leaves, root, 0, 0, len);
+	info_r->sections = buf_take(&tab);
+	info_r->nleaves = leaves.len / sizeof(struct sbx_mime_leaf);
+	info_r->leaves = (struct sbx_mime_leaf *)(void *)leaves.data;
+	info_r->hdr_len = root->hdr_end;	/* == body_start at the top */
+	top_header(root, "Date", &info_r->date);
+	top_header(root, "Message-ID", &info_r->message_id);
+	top_header(root, "In-Reply-To", &info_r->in_reply_to);
+	top_header(root, "References", &info_r->references);
 	envelope_write(&env, root);
 	body_write(&c, &bs, root, 1);
 	body_write(&c, &body, root, 0);
@@ -1380,5 +1991,11 @@ sbx_mime_info_free(struct sbx_mime_info *info)
 	free(info->envelope);
 	free(info->bodystructure);
 	free(info->body);
+	free(info->sections);
+	free(info->leaves);
+	free(info->date);
+	free(info->message_id);
+	free(info->in_reply_to);
+	free(info->references);
 	memset(info, 0, sizeof(*info));
 }

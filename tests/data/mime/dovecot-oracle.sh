@@ -42,8 +42,40 @@
 # split a .expected file correctly, parse "{n}\r\n" literals and skip n bytes
 # before looking for the line-terminating LF. Files without literals are
 # plain one-line-per-item text.
+#
+# Sections: the same session also runs
+#     d FETCH 1 (BODY.PEEK[<spec>] ...)
+# for every <spec> of SECTIONS below, and writes DIR/NNN-name.sections, one
+# record per spec, in the order of SECTIONS:
+#     BODY[<spec>] {<n>}\n<n raw bytes>\n
+# or, if Dovecot answered NIL,
+#     BODY[<spec>] NIL\n
+# <spec> is the section text as requested (not Dovecot's upper-cased echo);
+# the <n> bytes are the literal Dovecot sent, byte for byte (so CRLF line
+# ends, whatever the message uses). Dovecot 2.3 never answers NIL here: a
+# part that does not exist is an empty literal {0}.
 # DIR/dovecot-version.txt records the Dovecot version that produced them.
 set -eu
+
+# The sections recorded for every message (one per line).
+SECTIONS='
+HEADER
+TEXT
+1
+1.MIME
+2
+2.MIME
+1.1
+1.2
+2.1
+2.HEADER
+2.TEXT
+1.2.MIME
+3.1.MIME
+HEADER.FIELDS (From Subject To)
+HEADER.FIELDS.NOT (Subject Received)
+2.HEADER.FIELDS (Subject)'
+
 
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${1:-$here}
@@ -98,14 +130,20 @@ log_path = $w/log
 info_log_path = $w/log
 EOF
 	[ "$(id -u)" = 0 ] && chown -R "$muid:$mgid" "$w"
-	printf 'a SELECT INBOX\r\nb FETCH 1 (UID ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE)\r\nc LOGOUT\r\n' |
+	# "" (BODY.PEEK[]) first, then SECTIONS; PEEK so that \Seen is not set.
+	items='BODY.PEEK[]'
+	printf '%s\n' "$SECTIONS" | sed '/^$/d' > "$w/sections"
+	while IFS= read -r s; do items="$items BODY.PEEK[$s]"; done < "$w/sections"
+	printf 'a SELECT INBOX\r\nb FETCH 1 (UID ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE)\r\nd FETCH 1 (%s)\r\nc LOGOUT\r\n' "$items" |
 		env -i USER="$muser" HOME="$w" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		timeout 30 "$imap" -c "$w/dovecot.conf" > "$w/out" 2>> "$w/log" ||
 		{ echo "dovecot-oracle: imap failed for $f" >&2; cat "$w/log" >&2; exit 1; }
-	python3 - "$w/out" "$dir/$base.expected.tmp" "$f" <<'PYEOF'
+	python3 - "$w/out" "$dir/$base.expected.tmp" "$f" "$w/sections" "$dir/$base.sections.tmp" <<'PYEOF'
 import sys, re
 raw = open(sys.argv[1], "rb").read()
 outpath, name = sys.argv[2], sys.argv[3]
+specs = [""] + open(sys.argv[4], "rb").read().decode().split("\n")[:-1]
+secpath = sys.argv[5]
 
 def die(msg):
     sys.stderr.write("dovecot-oracle: %s: %s\n" % (name, msg))
@@ -113,7 +151,7 @@ def die(msg):
 
 if raw.count(b"\r\n* 1 EXISTS\r\n") != 1 or re.search(rb"\r\n\* (?!1 )\d+ EXISTS", raw):
     die("SELECT did not report exactly 1 message:\n" + raw.decode("utf-8", "replace"))
-if b"\r\na OK " not in raw or b"\r\nb OK " not in raw:
+if b"\r\na OK " not in raw or b"\r\nb OK " not in raw or b"\r\nd OK " not in raw:
     die("SELECT/FETCH not OK:\n" + raw.decode("utf-8", "replace"))
 
 def skip_value(b, i):
@@ -149,33 +187,40 @@ def skip_value(b, i):
         die("unexpected byte %r at %d" % (c, i))
     return m.end()
 
-starts = [m.start() for m in re.finditer(rb"(?:^|\r\n)\* \d+ FETCH \(", raw)]
-if len(starts) != 1:
-    die("expected exactly one FETCH response, got %d" % len(starts))
-m = re.compile(rb"(?:^|\r\n)\* 1 FETCH \(").search(raw)
-if not m:
+starts = [m.end() for m in re.finditer(rb"(?:^|\r\n)\* \d+ FETCH \(", raw)]
+if len(starts) != 2:
+    die("expected exactly two FETCH responses, got %d" % len(starts))
+if len(re.findall(rb"(?:^|\r\n)\* 1 FETCH \(", raw)) != 2:
     die("FETCH response is not for message 1")
-i = m.end()
 items = {}
-while True:
-    if raw[i:i+1] == b")":
-        break
-    if raw[i:i+1] == b" ":
+for i in starts:
+    while True:
+        if raw[i:i+1] == b")":
+            break
+        if raw[i:i+1] == b" ":
+            i += 1
+            continue
+        if raw[i:i+5] == b"BODY[":
+            # BODY[<section>]: the section may hold spaces and lists
+            e = raw.index(b"]", i)
+            key = raw[i:e+1].decode()
+            i = e + 1
+        else:
+            km = re.compile(rb"[A-Z0-9.]+").match(raw, i)
+            if not km:
+                die("bad item name at %d" % i)
+            key = km.group(0).decode()
+            i = km.end()
+        if raw[i:i+1] != b" ":
+            die("no space after %s" % key)
         i += 1
-        continue
-    km = re.compile(rb"[A-Z0-9.]+").match(raw, i)
-    if not km:
-        die("bad item name at %d" % i)
-    key = km.group(0).decode()
-    i = km.end()
-    if raw[i:i+1] != b" ":
-        die("no space after %s" % key)
-    i += 1
-    j = skip_value(raw, i)
-    items[key] = raw[i:j]
-    i = j
-if raw[i+1:i+3] != b"\r\n":
-    die("FETCH response not terminated by CRLF")
+        j = skip_value(raw, i)
+        if key in items:
+            die("duplicate item %s" % key)
+        items[key] = raw[i:j]
+        i = j
+    if raw[i+1:i+3] != b"\r\n":
+        die("FETCH response not terminated by CRLF")
 if items.get("UID") != b"1":
     die("unexpected UID %r" % items.get("UID"))
 with open(outpath, "wb") as o:
@@ -183,8 +228,28 @@ with open(outpath, "wb") as o:
         if k not in items:
             die("missing %s" % k)
         o.write(k.encode() + b" " + items[k] + b"\n")
+with open(secpath, "wb") as o:
+    for spec in specs:
+        # Dovecot echoes the section upper-cased
+        k = "BODY[%s]" % spec.upper()
+        if k not in items:
+            die("missing %s" % k)
+        v = items[k]
+        rec = b"BODY[" + spec.encode() + b"] "
+        if v == b"NIL":
+            o.write(rec + b"NIL\n")
+            continue
+        m = re.compile(rb"\{(\d+)\}\r\n").match(v)
+        if m:
+            data = v[m.end():]
+        elif v[:1] == b'"':
+            data = v[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\")
+        else:
+            die("unexpected value for %s: %r" % (k, v[:40]))
+        o.write(rec + b"{%d}\n" % len(data) + data + b"\n")
 PYEOF
 	mv "$dir/$base.expected.tmp" "$dir/$base.expected"
+	mv "$dir/$base.sections.tmp" "$dir/$base.sections"
 	n=$((n + 1))
 done
-echo "dovecot-oracle: wrote $n .expected files ($(head -n1 "$dir/dovecot-version.txt"))"
+echo "dovecot-oracle: wrote $n .expected and .sections files ($(head -n1 "$dir/dovecot-version.txt"))"
