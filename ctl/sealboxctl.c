@@ -16,8 +16,9 @@
  *   - passwords are read from stdin with read(2) (no stdio buffer keeps a
  *     copy) into sodium_malloc'd memory that is wiped after use, and are
  *     never printed or logged, except a generated one, printed once;
- *   - export, import and mailbox del take the mailbox lock with LOCK_NB and
- *     fail with "mailbox in use by sealbox-imapd" while imapd holds it.
+ *   - export, import, mailbox messages and mailbox del take the mailbox
+ *     lock with LOCK_NB and fail with "mailbox in use by sealbox-imapd"
+ *     while imapd holds it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -104,13 +106,14 @@ static const char usage_text[] =
 	"  mailbox passwd ADDRESS --password-stdin\n"
 	"  mailbox list [--json]\n"
 	"  mailbox del ADDRESS\n"
+	"  mailbox messages ADDRESS --password-stdin [--json]\n"
 	"  alias add ADDRESS TARGET... [--webhook-secret-stdin]\n"
 	"        TARGET: mailbox:ADDRESS | forward:ADDRESS | webhook:URL\n"
 	"  alias list [--json]\n"
 	"  alias del ADDRESS\n"
 	"  deliver ADDRESS [--from SENDER] < MESSAGE\n"
 	"  export ADDRESS --password-stdin --mbox FILE\n"
-	"  import ADDRESS --password-stdin --mbox FILE\n"
+	"  import ADDRESS --password-stdin --mbox FILE [--folder NAME]\n"
 	"  help\n";
 
 /* Wrong usage: a one-line reason, the usage text, exit status 2. */
@@ -820,6 +823,155 @@ cmd_mailbox_list(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
+/* "\Seen \Flagged": the IMAP names of flags, in this order. */
+static void
+flags_text(struct sbx_buf *b, unsigned flags)
+{
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} names[] = {
+		{ SBX_FLAG_SEEN, "\\Seen" },
+		{ SBX_FLAG_ANSWERED, "\\Answered" },
+		{ SBX_FLAG_FLAGGED, "\\Flagged" },
+		{ SBX_FLAG_DELETED, "\\Deleted" },
+		{ SBX_FLAG_DRAFT, "\\Draft" },
+	};
+	size_t i, start = b->len;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(flags & names[i].flag))
+			continue;
+		if (b->len > start)
+			sbx_buf_append(b, " ", 1);
+		sbx_buf_append(b, names[i].name, strlen(names[i].name));
+	}
+}
+
+/* A JSON array of the space-separated words of s. */
+static struct json_object *
+json_words(const char *s)
+{
+	struct json_object *a = json_object_new_array();
+	const char *tok;
+
+	while (*s != '\0') {
+		while (*s == ' ')
+			s++;
+		tok = s;
+		while (*s != '\0' && *s != ' ')
+			s++;
+		if (s > tok)
+			json_object_array_add(a, json_object_new_string_len(tok, (int)(s - tok)));
+	}
+	return a;
+}
+
+/* One line per message of every folder:
+ *   FOLDER UID (FLAGS) (KEYWORDS) INTERNALDATE SIZE
+ * FOLDER escaped as in X-Sealbox-Folder (mbox.h). */
+static int
+list_messages(struct ctl *c, struct sbx_store *st, int json)
+{
+	struct sbx_store_folder *folders = NULL;
+	struct sbx_store_msg *msgs = NULL;
+	struct json_object *a = json ? json_object_new_array() : NULL;
+	struct sbx_buf b = { 0 };
+	size_t nf = 0, nm = 0, i, j;
+	char *err = NULL;
+	int rc = 1;
+
+	if (sbx_store_folders(st, &folders, &nf, &err) < 0) {
+		ctl_fail_err(c, &err);
+		goto out;
+	}
+	for (i = 0; i < nf; i++) {
+		if (sbx_store_list(st, folders[i].name, 0, &msgs, &nm, &err) < 0) {
+			ctl_fail_err(c, &err);
+			goto out;
+		}
+		for (j = 0; j < nm; j++) {
+			b.len = 0;
+			if (json) {
+				struct json_object *o = json_object_new_object();
+
+				flags_text(&b, msgs[j].flags);
+				sbx_buf_append(&b, "", 1);
+				json_object_object_add(o, "folder", json_object_new_string(folders[i].name));
+				json_object_object_add(o, "uid", json_object_new_int64(msgs[j].uid));
+				json_object_object_add(o, "flags", json_words(b.data));
+				json_object_object_add(o, "keywords", json_words(msgs[j].keywords));
+				json_object_object_add(o, "internaldate",
+						       json_object_new_string(msgs[j].internaldate));
+				json_object_object_add(o, "size", json_object_new_uint64(msgs[j].size));
+				json_object_object_add(o, "modseq", json_object_new_uint64(msgs[j].modseq));
+				json_object_array_add(a, o);
+				continue;
+			}
+			sbx_mbox_folder_encode(&b, folders[i].name);
+			sbx_buf_appendf(&b, " %" PRIu32 " (", msgs[j].uid);
+			flags_text(&b, msgs[j].flags);
+			sbx_buf_appendf(&b, ") (%s) %s %" PRIu64 "\n", msgs[j].keywords,
+					msgs[j].internaldate, msgs[j].size);
+			if (fwrite(b.data, 1, b.len, stdout) != b.len) {
+				ctl_fail(c, "writing to stdout: %s", strerror(errno));
+				goto out;
+			}
+		}
+		sbx_store_msgs_free(msgs, nm);
+		msgs = NULL;
+		nm = 0;
+	}
+	if (json) {
+		rc = print_json(c, a);
+		a = NULL;
+	} else {
+		rc = 0;
+	}
+out:
+	if (msgs != NULL)
+		sbx_store_msgs_free(msgs, nm);
+	if (a != NULL)
+		json_object_put(a);
+	sbx_buf_free(&b);
+	sbx_store_folders_free(folders, nf);
+	return rc;
+}
+
+static int
+cmd_mailbox_messages(struct ctl *c, int argc, char **argv)
+{
+	int pw_stdin = 0, json = 0;
+	const struct opt opts[] = {
+		{ "--password-stdin", 0, NULL, &pw_stdin },
+		{ "--json", 0, NULL, &json },
+		{ NULL, 0, NULL, NULL },
+	};
+	char *pos[MAX_ARGS];
+	struct sbx_dir_mailbox m;
+	struct secret pw = { 0 };
+	struct opened o = { -1, NULL, NULL };
+	int npos, rc;
+
+	if ((rc = parse_args("mailbox messages", argc, argv, opts, 1, 1, pos, &npos)) != 0)
+		return rc;
+	if (!pw_stdin)
+		return usage_error("mailbox messages: --password-stdin is required");
+	if (open_dir(c, SBX_DIR_RDONLY) != 0 || find_mailbox(c, pos[0], &m) != 0)
+		return 1;
+	rc = 1;
+	if (read_secret_line(c, "password", 1, SBX_MAX_PASSWORD_LEN, &pw) != 0 ||
+	    mailbox_open(c, &m, &pw, &o) != 0)
+		goto done;
+	secret_free(&pw);
+	rc = list_messages(c, o.st, json);
+done:
+	opened_close(&o);
+	secret_free(&pw);
+	sbx_dir_mailbox_clear(&m);
+	return rc;
+}
+
 static int
 cmd_mailbox_del(struct ctl *c, int argc, char **argv)
 {
@@ -1229,7 +1381,9 @@ outfile_commit(struct ctl *c, struct outfile *o)
 	return rc;
 }
 
-/* Every message of every folder as mboxrd into fd. */
+/* Every message of every folder as mboxrd into fd, each with its
+ * X-Sealbox block (mbox.h): folder, flags, keywords; the From_ line
+ * carries the INTERNALDATE. */
 static int
 export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 {
@@ -1245,7 +1399,7 @@ export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 	if (sbx_store_folders(st, &folders, &nf, &err) < 0)
 		return ctl_fail_err(c, &err);
 	for (i = 0; i < nf; i++) {
-		if (sbx_store_list(st, folders[i].name, &msgs, &nm, &err) < 0) {
+		if (sbx_store_list(st, folders[i].name, 0, &msgs, &nm, &err) < 0) {
 			ctl_fail_err(c, &err);
 			goto out;
 		}
@@ -1255,7 +1409,8 @@ export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 				goto out;
 			}
 			b.len = 0;
-			sbx_mbox_write(&b, NULL, parse_iso8601(msgs[j].internaldate), data, len);
+			sbx_mbox_write_state(&b, parse_iso8601(msgs[j].internaldate), folders[i].name,
+					     msgs[j].flags, msgs[j].keywords, data, len);
 			sbx_wipe_free(data, len);
 			if (sbx_write_all(fd, b.data, b.len) < 0) {
 				ctl_fail(c, "writing mbox: %s", strerror(errno));
@@ -1263,13 +1418,14 @@ export_messages(struct ctl *c, struct sbx_store *st, int fd, size_t *count_r)
 			}
 			(*count_r)++;
 		}
-		free(msgs);
+		sbx_store_msgs_free(msgs, nm);
 		msgs = NULL;
 		nm = 0;
 	}
 	rc = 0;
 out:
-	free(msgs);
+	if (msgs != NULL)
+		sbx_store_msgs_free(msgs, nm);
 	sbx_wipe_free(b.data, b.cap);   /* decrypted messages */
 	sbx_store_folders_free(folders, nf);
 	return rc;
@@ -1333,25 +1489,159 @@ done:
 
 /* ------------------------------------------------------------ import */
 
+/* Warnings printed after a successful import (at most this many lines). */
+#define MAX_IMPORT_WARNINGS 50
+
 struct parsed_msg {
-	char *data;
+	char *data;                  /* the message without its X-Sealbox block */
 	size_t len;
 	time_t date;
+	char *folder;                /* X-Sealbox-Folder, or NULL: --folder/INBOX */
+	unsigned flags;
+	char *keywords;              /* valid atoms, space-separated, "" none */
 };
+
+/* Warnings of one import: kept until it has succeeded, then printed (a
+ * failed command prints only its error line). */
+struct warnings {
+	char *v[MAX_IMPORT_WARNINGS];
+	size_t n, more;
+};
+
+static void warning_add(struct warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+warning_add(struct warnings *w, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (w->n >= MAX_IMPORT_WARNINGS) {
+		w->more++;
+		return;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	w->v[w->n++] = s != NULL ? s : sbx_xstrdup("out of memory");
+}
+
+static void
+warnings_print(const struct warnings *w)
+{
+	size_t i;
+	char *p;
+
+	for (i = 0; i < w->n; i++) {
+		for (p = w->v[i]; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		fprintf(stderr, "sealboxctl: warning: %s\n", w->v[i]);
+	}
+	if (w->more > 0)
+		fprintf(stderr, "sealboxctl: warning: %zu more warnings not shown\n", w->more);
+}
+
+static void
+warnings_free(struct warnings *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++)
+		free(w->v[i]);
+	memset(w, 0, sizeof(*w));
+}
 
 static void
 parsed_free(struct parsed_msg *v, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		sbx_wipe_free(v[i].data, v[i].len);
+		free(v[i].folder);
+		free(v[i].keywords);
+	}
 	free(v);
+}
+
+/* The keywords of one message that the store accepts as IMAP atoms; the
+ * others become warnings. malloc'd, "" when none. */
+static char *
+valid_keywords(const char *tokens, size_t msgno, struct warnings *w)
+{
+	struct sbx_buf b = { 0 };
+	const char *p = tokens, *tok;
+	char *one, *norm, *err = NULL;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		tok = p;
+		while (*p != '\0' && *p != ' ')
+			p++;
+		if (p == tok)
+			continue;
+		one = sbx_xstrndup(tok, (size_t)(p - tok));
+		norm = sbx_store_keywords_normalize(one, &err);
+		if (norm == NULL) {
+			warning_add(w, "message %zu: keyword \"%s\" skipped: not an IMAP keyword",
+				    msgno, one);
+			free(err);
+			err = NULL;
+		} else if (*norm != '\0') {
+			if (b.len > 0)
+				sbx_buf_append(&b, " ", 1);
+			sbx_buf_append(&b, norm, strlen(norm));
+		}
+		free(norm);
+		free(one);
+	}
+	sbx_buf_append(&b, "", 1);
+	return b.data;
+}
+
+/* Take one message's X-Sealbox block or foreign state headers (mbox.h)
+ * into v; 0, or 1 with the error recorded. */
+static int
+parsed_set(struct ctl *c, const char *path, size_t msgno, const struct sbx_buf *msg,
+	   time_t date, struct parsed_msg *v, struct warnings *w)
+{
+	struct sbx_mbox_state st;
+	char *err = NULL;
+	size_t i;
+
+	if (sbx_mbox_state_parse(msg->data, msg->len, &st, &err) < 0) {
+		sbx_mbox_state_free(&st);
+		ctl_fail(c, "%s: message %zu: %s", path, msgno, err);
+		free(err);
+		return 1;
+	}
+	for (i = 0; i < st.nwarnings; i++)
+		warning_add(w, "message %zu: %s", msgno, st.warnings[i]);
+	if (st.more_warnings > 0)
+		warning_add(w, "message %zu: %zu more warnings", msgno, st.more_warnings);
+	if (msg->len - st.skip == 0) {
+		sbx_mbox_state_free(&st);
+		return ctl_fail(c, "%s: message %zu is empty", path, msgno);
+	}
+	v->len = msg->len - st.skip;
+	v->data = sbx_xmalloc(v->len);
+	memcpy(v->data, msg->data + st.skip, v->len);
+	v->date = date;
+	v->folder = st.folder;
+	st.folder = NULL;
+	v->flags = st.flags;
+	v->keywords = valid_keywords(st.keywords, msgno, w);
+	sbx_mbox_state_free(&st);
+	return 0;
 }
 
 /* Read and parse the whole mbox before anything is written. */
 static int
-parse_mbox(struct ctl *c, const char *path, struct parsed_msg **v_r, size_t *n_r)
+parse_mbox(struct ctl *c, const char *path, struct parsed_msg **v_r, size_t *n_r,
+	   struct warnings *w)
 {
 	struct parsed_msg *v = NULL;
 	struct sbx_buf b = { 0 }, msg = { 0 };
@@ -1385,10 +1675,8 @@ parse_mbox(struct ctl *c, const char *path, struct parsed_msg **v_r, size_t *n_r
 			cap = cap ? cap * 2 : 16;
 			v = sbx_xrealloc(v, cap * sizeof(*v));
 		}
-		v[n].data = sbx_xmalloc(msg.len);
-		memcpy(v[n].data, msg.data, msg.len);
-		v[n].len = msg.len;
-		v[n].date = date;
+		if (parsed_set(c, path, n + 1, &msg, date, &v[n], w) != 0)
+			goto out;
 		n++;
 	}
 	if (r < 0) {
@@ -1408,61 +1696,213 @@ out:
 	return rc;
 }
 
+/* A folder messages are imported into, and the keywords it has ever
+ * used: a folder holds at most SBX_STORE_MAX_KEYWORDS distinct ones, so
+ * further new ones are skipped (with a warning) rather than failing the
+ * whole import. */
+struct import_folder {
+	char *name;
+	char **kw;
+	size_t nkw;
+};
+
+struct import_folders {
+	struct import_folder *v;
+	size_t n;
+};
+
+static void
+import_folders_free(struct import_folders *f)
+{
+	size_t i, j;
+
+	for (i = 0; i < f->n; i++) {
+		for (j = 0; j < f->v[i].nkw; j++)
+			free(f->v[i].kw[j]);
+		free(f->v[i].kw);
+		free(f->v[i].name);
+	}
+	free(f->v);
+	memset(f, 0, sizeof(*f));
+}
+
+static void
+import_folder_kw_add(struct import_folder *f, const char *kw, size_t n)
+{
+	f->kw = sbx_xrealloc(f->kw, (f->nkw + 1) * sizeof(*f->kw));
+	f->kw[f->nkw++] = sbx_xstrndup(kw, n);
+}
+
+/* The folder name, created (with its parents) when missing. NULL and
+ * *err_r on error. */
+static struct import_folder *
+import_folder_get(struct sbx_store *st, struct import_folders *f, const char *name, char **err_r)
+{
+	struct import_folder *e;
+	const char *p, *tok;
+	char *kws = NULL, *err = NULL;
+	int64_t id;
+	size_t i;
+
+	if (strcasecmp(name, "INBOX") == 0)
+		name = "INBOX";
+	for (i = f->n; i > 0; i--)           /* the latest one first */
+		if (strcmp(f->v[i - 1].name, name) == 0)
+			return &f->v[i - 1];
+	if (sbx_store_folder_id(st, name, &id, &err) < 0) {
+		free(err);
+		if (sbx_store_folder_create(st, name, &err) < 0) {
+			*err_r = sbx_xasprintf("cannot create folder %s: %s", name, err);
+			free(err);
+			return NULL;
+		}
+	}
+	if (sbx_store_folder_keywords(st, name, &kws, &err) < 0) {
+		*err_r = err;
+		return NULL;
+	}
+	f->v = sbx_xrealloc(f->v, (f->n + 1) * sizeof(*f->v));
+	e = &f->v[f->n++];
+	memset(e, 0, sizeof(*e));
+	e->name = sbx_xstrdup(name);
+	for (p = kws; p != NULL && *p != '\0';) {
+		while (*p == ' ')
+			p++;
+		tok = p;
+		while (*p != '\0' && *p != ' ')
+			p++;
+		if (p > tok)
+			import_folder_kw_add(e, tok, (size_t)(p - tok));
+	}
+	free(kws);
+	return e;
+}
+
+/* keywords limited to what the folder can still take: malloc'd. */
+static char *
+import_folder_keywords(struct import_folder *f, const char *keywords, size_t msgno,
+		       struct warnings *w)
+{
+	struct sbx_buf b = { 0 };
+	const char *p = keywords, *tok;
+	size_t i, n;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		tok = p;
+		while (*p != '\0' && *p != ' ')
+			p++;
+		n = (size_t)(p - tok);
+		if (n == 0)
+			continue;
+		for (i = 0; i < f->nkw; i++)
+			if (strlen(f->kw[i]) == n && strncasecmp(f->kw[i], tok, n) == 0)
+				break;
+		if (i == f->nkw) {
+			if (f->nkw >= SBX_STORE_MAX_KEYWORDS) {
+				warning_add(w, "message %zu: keyword \"%.*s\" skipped: folder %s "
+					    "already has %d keywords", msgno, (int)n, tok, f->name,
+					    SBX_STORE_MAX_KEYWORDS);
+				continue;
+			}
+			import_folder_kw_add(f, tok, n);
+		}
+		if (b.len > 0)
+			sbx_buf_append(&b, " ", 1);
+		sbx_buf_append(&b, tok, n);
+	}
+	sbx_buf_append(&b, "", 1);
+	return b.data;
+}
+
+/* Append every parsed message in one transaction: all or nothing. */
+static int
+import_messages(struct ctl *c, struct sbx_store *st, const char *default_folder,
+		const struct parsed_msg *msgs, size_t n, struct warnings *w)
+{
+	struct import_folders folders = { NULL, 0 };
+	struct import_folder *f;
+	time_t now = time(NULL);
+	char *err = NULL, *kw;
+	uint32_t uid;
+	size_t i;
+	int r;
+
+	if (sbx_store_begin(st, &err) < 0)
+		return ctl_fail_err(c, &err);
+	for (i = 0; i < n; i++) {
+		f = import_folder_get(st, &folders, msgs[i].folder != NULL ? msgs[i].folder :
+				      default_folder, &err);
+		if (f == NULL)
+			goto fail;
+		kw = import_folder_keywords(f, msgs[i].keywords, i + 1, w);
+		r = sbx_store_append(st, f->name, msgs[i].data, msgs[i].len,
+				     msgs[i].date > 0 ? msgs[i].date : now, msgs[i].flags,
+				     kw, NULL, &uid, &err);
+		free(kw);
+		if (r < 0)
+			goto fail;
+	}
+	import_folders_free(&folders);
+	if (sbx_store_commit(st, &err) < 0)
+		return ctl_fail_err(c, &err);
+	return 0;
+fail:
+	sbx_store_rollback(st);
+	import_folders_free(&folders);
+	ctl_fail(c, "message %zu: %s", i + 1, err != NULL ? err : "failed");
+	free(err);
+	return 1;
+}
+
 static int
 cmd_import(struct ctl *c, int argc, char **argv)
 {
-	const char *mbox = NULL;
+	const char *mbox = NULL, *folder = "INBOX";
 	int pw_stdin = 0;
 	const struct opt opts[] = {
 		{ "--password-stdin", 0, NULL, &pw_stdin },
 		{ "--mbox", 1, &mbox, NULL },
+		{ "--folder", 1, &folder, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	char *pos[MAX_ARGS], *err = NULL;
+	char *pos[MAX_ARGS];
 	struct sbx_dir_mailbox m;
 	struct secret pw = { 0 };
 	struct opened o = { -1, NULL, NULL };
 	struct parsed_msg *msgs = NULL;
-	size_t n = 0, i;
-	time_t now = time(NULL);
+	struct warnings w;
+	size_t n = 0;
 	int npos, rc;
 
 	if ((rc = parse_args("import", argc, argv, opts, 1, 1, pos, &npos)) != 0)
 		return rc;
 	if (!pw_stdin || mbox == NULL || *mbox == '\0')
 		return usage_error("import: --password-stdin and --mbox FILE are required");
+	if (*folder == '\0' || strlen(folder) > SBX_STORE_MAX_FOLDER_NAME)
+		return ctl_fail(c, "--folder: name empty or longer than %d bytes",
+				SBX_STORE_MAX_FOLDER_NAME);
 	if (open_dir(c, 0) != 0 || find_mailbox(c, pos[0], &m) != 0)
 		return 1;
+	memset(&w, 0, sizeof(w));
 	rc = 1;
 	/* The password line comes first on stdin (an mbox on stdin follows it). */
 	if (read_secret_line(c, "password", 1, SBX_MAX_PASSWORD_LEN, &pw) != 0 ||
-	    parse_mbox(c, mbox, &msgs, &n) != 0 ||
+	    parse_mbox(c, mbox, &msgs, &n, &w) != 0 ||
 	    mailbox_open(c, &m, &pw, &o) != 0)
 		goto done;
 	secret_free(&pw);
-	if (sbx_store_begin(o.st, &err) < 0) {
-		ctl_fail_err(c, &err);
+	if (import_messages(c, o.st, folder, msgs, n, &w) != 0)
 		goto done;
-	}
-	for (i = 0; i < n; i++) {
-		if (sbx_store_append(o.st, "INBOX", msgs[i].data, msgs[i].len,
-				     msgs[i].date > 0 ? msgs[i].date : now, 0, NULL, NULL, &err) < 0) {
-			sbx_store_rollback(o.st);
-			ctl_fail(c, "message %zu: %s", i + 1, err);
-			free(err);
-			goto done;
-		}
-	}
-	if (sbx_store_commit(o.st, &err) < 0) {
-		ctl_fail_err(c, &err);
-		goto done;
-	}
 	usage_refresh(c, m.id, o.st);
+	warnings_print(&w);
 	printf("imported %zu messages\n", n);
 	rc = 0;
 done:
 	opened_close(&o);
 	parsed_free(msgs, n);
+	warnings_free(&w);
 	secret_free(&pw);
 	sbx_dir_mailbox_clear(&m);
 	return rc;
@@ -1485,6 +1925,7 @@ static const struct command commands[] = {
 	{ "mailbox", "passwd", cmd_mailbox_passwd },
 	{ "mailbox", "list", cmd_mailbox_list },
 	{ "mailbox", "del", cmd_mailbox_del },
+	{ "mailbox", "messages", cmd_mailbox_messages },
 	{ "alias", "add", cmd_alias_add },
 	{ "alias", "list", cmd_alias_list },
 	{ "alias", "del", cmd_alias_del },

@@ -66,7 +66,7 @@ sbx_spool_import(const char *state_dir, const char *mailbox_id,
 			continue;
 		}
 		meta = sbx_spool_reader_meta(r);
-		d = sbx_store_append(st, "INBOX", msg, len, meta->arrival, 0, ids[i], NULL, error_r);
+		d = sbx_store_append(st, "INBOX", msg, len, meta->arrival, 0, NULL, ids[i], NULL, error_r);
 		sbx_wipe_free(msg, len);   /* a decrypted message */
 		sbx_spool_reader_close(&r);
 		if (d < 0) {

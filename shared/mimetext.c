@@ -482,6 +482,107 @@ header_text(GMimeObject *obj, const char *name, int addresses)
 	return r;
 }
 
+char *
+sbx_mime_text_decode_header(const char *raw, size_t len)
+{
+	GString *clean = g_string_new(NULL);
+	char *unfolded, *dec = NULL, *r;
+
+	utf8_append_clean(clean, raw, len);
+	if (sbx_mime_init() < 0) {	/* no GMime: the raw text, still clean */
+		r = sbx_xstrdup(clean->str);
+		g_string_free(clean, TRUE);
+		return r;
+	}
+	unfolded = g_mime_utils_header_unfold(clean->str);
+	g_string_free(clean, TRUE);
+	if (unfolded != NULL)
+		dec = g_mime_utils_header_decode_text(NULL, unfolded);
+	g_free(unfolded);
+	if (dec == NULL)
+		return sbx_xstrdup("");
+	g_strstrip(dec);
+	/* decoding can yield invalid UTF-8 from a lying charset label */
+	r = clean_dup(dec);
+	g_free(dec);
+	return r;
+}
+
+/* One field as "Name: decoded value\n" (sbx_mime_text_decode_header)
+ * appended to out; the whole is cut at SBX_MIME_TEXT_MAX_HEADERS bytes on
+ * a character boundary. 0 when there is room for more, 1 when out is full. */
+static int
+headers_append(GString *out, GMimeHeader *h)
+{
+	const char *hn, *raw;
+	char *dec;
+	GString *line;
+	size_t room, n;
+	int full = 0;
+
+	if (h == NULL || (hn = g_mime_header_get_name(h)) == NULL)
+		return 0;
+	raw = g_mime_header_get_raw_value(h);
+	line = g_string_new(NULL);
+	utf8_append_clean(line, hn, strlen(hn));
+	g_string_append(line, ": ");
+	dec = sbx_mime_text_decode_header(raw != NULL ? raw : "",
+	    raw != NULL ? strlen(raw) : 0);
+	g_string_append(line, dec);
+	free(dec);
+	g_string_append_c(line, '\n');
+	room = SBX_MIME_TEXT_MAX_HEADERS - out->len;	/* out->len <= max */
+	n = line->len;
+	if (n >= room) {
+		n = room;
+		while (n > 0 && n < line->len &&
+		    ((unsigned char)line->str[n] & 0xC0) == 0x80)
+			n--;
+		full = 1;
+	}
+	g_string_append_len(out, line->str, n);
+	g_string_free(line, TRUE);
+	return full;
+}
+
+/*
+ * Every top-level header field of m in message order. GMime keeps the
+ * Content-* fields of the top level in the top MIME part's list, not the
+ * message's, so the two lists are merged by their offsets in the input.
+ */
+static char *
+headers_text(GMimeMessage *m)
+{
+	GMimeObject *top = g_mime_message_get_mime_part(m);
+	GMimeHeaderList *a = g_mime_object_get_header_list(GMIME_OBJECT(m));
+	GMimeHeaderList *b = top == NULL ? NULL :
+	    g_mime_object_get_header_list(top);
+	int i = 0, j = 0, na, nb, full = 0;
+	GString *out = g_string_new(NULL);
+	char *r;
+
+	na = a == NULL ? 0 : g_mime_header_list_get_count(a);
+	nb = b == NULL ? 0 : g_mime_header_list_get_count(b);
+	while (!full && (i < na || j < nb)) {
+		GMimeHeader *ha = i < na ?
+		    g_mime_header_list_get_header_at(a, i) : NULL;
+		GMimeHeader *hb = j < nb ?
+		    g_mime_header_list_get_header_at(b, j) : NULL;
+
+		if (hb == NULL || (ha != NULL && g_mime_header_get_offset(ha) <=
+		    g_mime_header_get_offset(hb))) {
+			full = headers_append(out, ha);
+			i++;
+		} else {
+			full = headers_append(out, hb);
+			j++;
+		}
+	}
+	r = sbx_xstrndup(out->str, out->len);
+	g_string_free(out, TRUE);
+	return r;
+}
+
 int
 sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
     struct sbx_mime_text *t_r, char **error_r)
@@ -515,6 +616,7 @@ sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
 		t_r->cc = header_text(o, "Cc", 1);
 		t_r->bcc = header_text(o, "Bcc", 1);
 		t_r->subject = header_text(o, "Subject", 0);
+		t_r->headers = headers_text(m);
 		if (g_mime_message_get_mime_part(m) != NULL)
 			walk_object(&w, g_mime_message_get_mime_part(m), 0);
 		g_object_unref(m);
@@ -524,6 +626,7 @@ sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
 		t_r->cc = sbx_xstrdup("");
 		t_r->bcc = sbx_xstrdup("");
 		t_r->subject = sbx_xstrdup("");
+		t_r->headers = sbx_xstrdup("");
 	}
 	t_r->body = sbx_xstrndup(w.body->str, w.body->len);
 	g_string_free(w.body, TRUE);
@@ -540,6 +643,7 @@ sbx_mime_text_free(struct sbx_mime_text *t)
 	free(t->cc);
 	free(t->bcc);
 	free(t->subject);
+	free(t->headers);
 	free(t->body);
 	memset(t, 0, sizeof(*t));
 }

@@ -3,8 +3,9 @@
  * (IMAP SEARCH is a case-insensitive substring match on decoded text).
  *
  * Header fields are RFC 2047 decoded; address fields are rendered as
- * "Name <addr>, ..." with decoded display names. The body is the text of
- * every text part (attachments included; text/html reduced to text) and
+ * "Name <addr>, ..." with decoded display names; `headers` holds every
+ * top-level field, decoded, for TEXT and HEADER search. The body is the
+ * text of every text part (attachments included; text/html reduced to text) and
  * of every message/rfc822 sub-message (its From and Subject first), with
  * Content-Transfer-Encoding undone and the charset converted to UTF-8,
  * parts separated by "\n". Non-text parts are never included.
@@ -18,12 +19,19 @@
 #define SBX_MIMETEXT_H
 #include <stddef.h>
 
+#define SBX_MIME_TEXT_MAX_HEADERS 65536   /* bytes of `headers` */
+
 struct sbx_mime_text {
 	char *from;
 	char *to;
 	char *cc;
 	char *bcc;
 	char *subject;
+	/* Every top-level header field in message order, one per line as
+	 * "Name: value\n", the value unfolded, RFC 2047 decoded and trimmed;
+	 * at most SBX_MIME_TEXT_MAX_HEADERS bytes (cut on a character
+	 * boundary). The FTS column `hdrs` (store.h). */
+	char *headers;
 	char *body;
 };
 
@@ -32,6 +40,12 @@ struct sbx_mime_text {
  * or garbage input is never an error (empty fields). */
 int sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
     struct sbx_mime_text *t_r, char **error_r);
+/* One raw header value raw[0..len) (the bytes after "Name:", folding
+ * included) decoded exactly as for `headers`: made valid UTF-8, unfolded,
+ * RFC 2047 decoded, trimmed. malloc'd, never NULL; calls sbx_mime_init().
+ * search.c uses it for HEADER so that its matches agree with the FTS
+ * column. */
+char *sbx_mime_text_decode_header(const char *raw, size_t len);
 /* Free the strings of t and zero it; NULL-safe. */
 void sbx_mime_text_free(struct sbx_mime_text *t);
 #endif

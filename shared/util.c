@@ -92,8 +92,8 @@ sbx_hex(char *out, const unsigned char *in, size_t len)
 	out[2 * len] = '\0';
 }
 
-static int
-hexval(char c)
+int
+sbx_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -112,7 +112,7 @@ sbx_unhex(unsigned char *out, size_t len, const char *hex)
 	if (strlen(hex) != 2 * len)
 		return -1;
 	for (i = 0; i < len; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = sbx_hexval(hex[2 * i]), lo = sbx_hexval(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

@@ -22,6 +22,8 @@ char *sbx_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void sbx_hex(char *out, const unsigned char *in, size_t len);
+/* Value of one hex digit (either case), or -1. */
+int sbx_hexval(char c);
 /* Parse exactly 2*len hex digits; 0 on success, -1 otherwise. */
 int sbx_unhex(unsigned char *out, size_t len, const char *hex);
 /* A new random 128-bit id as 32 lower-case hex digits. */

@@ -113,11 +113,19 @@ for line in re.findall(rb'[^\n]*\n|[^\n]+$', data):
 if cur is not None:
 	msgs.append(cur)
 msgs = [m[:-1] if m.endswith(b'\n') else m for m in msgs]
+# sealboxctl's own X-Sealbox block in front of each message (sealboxctl(8)).
+msgs = [re.sub(rb'\AX-Sealbox-Folder:[^\n]*\n(X-Sealbox-Flags:[^\n]*\n)?(X-Sealbox-Keywords:[^\n]*\n)?',
+	       b'', m) for m in msgs]
 want = [open(f, 'rb').read() for f in sys.argv[2:]]
 if sorted(msgs) != sorted(want):
 	sys.exit('got %d messages, want %d; differ: %r' % (len(msgs), len(want),
 		 [m[:60] for m in msgs if m not in want]))
 EOF
+}
+
+# rfc822_size FILE...: the sum of their RFC822.SIZE (a bare LF counts as CRLF).
+rfc822_size() {
+	python3 -c 'import re,sys; print(sum(len(re.sub(rb"(?<!\r)\n", b"\r\n", open(f,"rb").read())) for f in sys.argv[1:]))' "$@"
 }
 
 start=$(date +%s)
@@ -210,8 +218,8 @@ check "export: 'From ' lines quoted" grep -q '^>From me to you' "$T/a.mbox"
 check "export: spool new/ is empty" [ -z "$(ls -A "$STATE/spool/$ALICE/new")" ]
 check "export: no temporary file left" [ -z "$(ls "$T"/a.mbox.* 2>/dev/null)" ]
 check "export: usage_msgs is 3" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
-check "export: usage_bytes is the message bytes" \
-	[ "$(mailbox_field alice@example.com usage_bytes)" = "$(cat "$T/m1" "$T/m2" "$T/m3" | wc -c)" ]
+check "export: usage_bytes is the messages' RFC822.SIZE" \
+	[ "$(mailbox_field alice@example.com usage_bytes)" = "$(rfc822_size "$T/m1" "$T/m2" "$T/m3")" ]
 check "marker not in any file after import into the store" not grep -r -a -q -F "$MARKER" "$STATE"
 check "password not in any file" not grep -r -a -q -F "$PW_A" "$STATE"
 "$BIN" -c "$CONF" export alice@example.com --password-stdin --mbox - <"$T/pw_a" >"$T/stdout.mbox" 2>"$T/err"
@@ -371,6 +379,8 @@ expect_fail "mailbox del while imapd holds the lock" "mailbox in use by sealbox-
 	mailbox del alice@example.com
 expect_fail "import while imapd holds the lock" "mailbox in use by sealbox-imapd" "$T/pw_a_new" \
 	import alice@example.com --password-stdin --mbox "$T/in.mbox"
+expect_fail "mailbox messages while imapd holds the lock" "mailbox in use by sealbox-imapd" "$T/pw_a_new" \
+	mailbox messages alice@example.com --password-stdin
 check "mailbox still exists" [ "$(mailbox_field alice@example.com id)" = "$ALICE" ]
 kill_holder
 run "$T/pw_a_new" export alice@example.com --password-stdin --mbox "$T/l.mbox"
@@ -399,6 +409,176 @@ check "damaged mailbox: no output file" [ ! -e "$T/c2.mbox" -a -z "$(ls "$T"/c2.
 run "$T/pw_and_mbox" import bob@example.com --password-stdin --mbox -
 check "import --mbox - reads the mbox after the password line" ok_out '^imported 2 messages'
 check "import from stdin: usage_msgs is 2" [ "$(mailbox_field bob@example.com usage_msgs)" = 2 ]
+
+# ------------------------------------- export/import carry mailbox state
+# A mailbox with messages in INBOX and in nested and non-ASCII folders,
+# with every flag, keywords and distinct internal dates survives
+# export -> import -> export unchanged (sealboxctl(8) "MBOX FORMAT").
+PW_R='round trip password'
+run "$(pwfile pw_r "$PW_R")" mailbox add rt1@example.com --password-stdin
+run "$T/pw_r" mailbox add rt2@example.com --password-stdin
+check "round trip: two mailboxes" [ "$RC" -eq 0 ]
+# mbox_rec DATE FILE BLOCK-LINE...: one mboxrd record with the lines first.
+mbox_rec() {
+	local date=$1 file=$2; shift 2
+	printf 'From MAILER-DAEMON %s\n' "$date"
+	[ $# -eq 0 ] || printf '%s\n' "$@"
+	sed 's/^\(>*From \)/>\1/' "$file"
+	printf '\n'
+}
+# r1: CRLF, a "From " line opening the body; r3: a delivered message that
+# starts with X-Sealbox fields of its own, which must not pick its folder.
+printf 'From: a@other.org\r\nSubject: crlf\r\n\r\nFrom the start\r\n>From quoted\r\nend\r\n' >"$T/r1"
+printf 'Subject: work\n\nFrom here\n' >"$T/r2"
+printf 'X-Sealbox-Folder: Trash\nX-Sealbox-Flags: \\Deleted\nX-Sealbox-Keywords: evil\nSubject: sneaky\n\nhi\n' >"$T/r3"
+printf 'Subject: umlaut folder\n\nbody\n' >"$T/r4"
+printf 'Subject: all flags\n\nlast\n' >"$T/r5"
+{
+	mbox_rec 'Mon Jan  1 10:00:00 2024' "$T/r1" 'X-Sealbox-Folder: INBOX' \
+		'X-Sealbox-Flags: \Seen \Answered' 'X-Sealbox-Keywords: $Forwarded'
+	mbox_rec 'Tue Mar  4 05:06:07 2025' "$T/r2" 'X-Sealbox-Folder: Work/2026' \
+		'X-Sealbox-Flags: \Flagged \Draft' 'X-Sealbox-Keywords: custom Project-X'
+	mbox_rec 'Sat Feb 29 23:59:59 2020' "$T/r4" 'X-Sealbox-Folder: %C3%84rchiv%202026' \
+		'X-Sealbox-Flags: \Deleted'
+	mbox_rec 'Wed Dec 31 23:59:59 1997' "$T/r5" 'X-Sealbox-Folder: Work/2026' \
+		'X-Sealbox-Flags: \Draft \Deleted \Flagged \Answered \Seen' \
+		'X-Sealbox-Keywords: $Forwarded $MDNSent custom'
+} >"$T/rt_src.mbox"
+run "$T/pw_r" import rt1@example.com --password-stdin --mbox "$T/rt_src.mbox"
+check "round trip: import of the source mbox" ok_out '^imported 4 messages$'
+check "round trip: no warnings" [ ! -s "$T/err" ]
+run "$T/r3" deliver rt1@example.com
+run "$T/pw_r" export rt1@example.com --password-stdin --mbox "$T/rt1.mbox"
+check "round trip: export 1" ok_out '^exported 5 messages$'
+run "$T/pw_r" mailbox messages rt1@example.com --password-stdin
+cp "$T/out" "$T/rt1.list"
+check "mailbox messages lists one line per message" [ "$RC" -eq 0 -a "$(wc -l <"$T/rt1.list")" -eq 5 ]
+check "listing: INBOX, flags, keyword, date" grep -qxF \
+	"INBOX 1 (\\Seen \\Answered) (\$Forwarded) 2024-01-01T10:00:00Z $(rfc822_size "$T/r1")" "$T/rt1.list"
+check "listing: the delivered message is in INBOX with no flags or keywords" \
+	grep -qE "^INBOX 2 \(\) \(\) [0-9T:-]+Z $(rfc822_size "$T/r3")\$" "$T/rt1.list"
+check "listing: nested folder" grep -qxF \
+	"Work/2026 1 (\\Flagged \\Draft) (custom Project-X) 2025-03-04T05:06:07Z $(rfc822_size "$T/r2")" "$T/rt1.list"
+check "listing: all five flags, three keywords" grep -qxF \
+	"Work/2026 2 (\\Seen \\Answered \\Flagged \\Deleted \\Draft) (\$Forwarded \$MDNSent custom) 1997-12-31T23:59:59Z $(rfc822_size "$T/r5")" \
+	"$T/rt1.list"
+check "listing: non-ASCII folder, escaped" grep -qxF \
+	"%C3%84rchiv%202026 1 (\\Deleted) () 2020-02-29T23:59:59Z $(rfc822_size "$T/r4")" "$T/rt1.list"
+run "$T/pw_r" mailbox messages rt1@example.com --password-stdin --json
+check "mailbox messages --json: UTF-8 folder and lists" \
+	[ "$(json_get "$T/out" "[(m['folder'], m['flags'], m['keywords']) for m in d if m['uid']==1 and m['folder'].startswith('\\u00c4')][0]")" \
+		= "('Ärchiv 2026', ['\\\\Deleted'], [])" ]
+check "export 1: every message byte-exact" mbox_check "$T/rt1.mbox" "$T/r1" "$T/r2" "$T/r3" "$T/r4" "$T/r5"
+check "export 1: the block of a CRLF message ends its lines with CRLF" \
+	grep -q $'^X-Sealbox-Keywords: \\$Forwarded\r$' "$T/rt1.mbox"
+python3 - "$T/rt1.mbox" <<'PY' >"$T/blocks"
+import re, sys
+for rec in re.split(rb'(?m)^From ', open(sys.argv[1], 'rb').read())[1:]:
+    lines = rec.split(b'\n')
+    print(repr(lines[1:5]))
+PY
+check "export 1: sneaky message keeps its own header after sealbox's block" \
+	grep -qF "[b'X-Sealbox-Folder: INBOX', b'X-Sealbox-Flags:', b'X-Sealbox-Keywords:', b'X-Sealbox-Folder: Trash']" "$T/blocks"
+run "$T/pw_r" import rt2@example.com --password-stdin --mbox "$T/rt1.mbox"
+check "round trip: import into a fresh mailbox" ok_out '^imported 5 messages$'
+check "round trip: import printed no warning" [ ! -s "$T/err" ]
+run "$T/pw_r" mailbox messages rt2@example.com --password-stdin
+check "round trip: same folders, UIDs, flags, keywords, dates and sizes" cmp -s "$T/out" "$T/rt1.list"
+run "$T/pw_r" export rt2@example.com --password-stdin --mbox "$T/rt2.mbox"
+check "round trip: export 2" ok_out '^exported 5 messages$'
+check "round trip: the two exports are identical byte for byte" cmp -s "$T/rt1.mbox" "$T/rt2.mbox"
+check "round trip: usage of the copy equals the original" \
+	[ "$(mailbox_field rt1@example.com usage_bytes)" = "$(mailbox_field rt2@example.com usage_bytes)" ]
+
+# Mboxes from other tools: Status/X-Status (mutt, Dovecot), X-Keywords,
+# X-Mozilla-Status/-Keys (Thunderbird); their headers stay in the message.
+printf 'Status: RO\nX-Status: AF\nX-Keywords: $Forwarded, custom  bad"kw\nSubject: mutt\n\nbody\n' >"$T/f1"
+printf 'Subject: tb\nX-Mozilla-Status: 1005\nX-Mozilla-Keys: $label1\n   later\n\nbody\n' >"$T/f2"
+printf 'Subject: old draft\r\nStatus: O\r\nX-Status: TD\r\n\r\nbody\r\n' >"$T/f3"
+printf 'Subject: plain\n\nStatus: R\n' >"$T/f4"
+{
+	mbox_rec 'Wed Jun  5 12:00:00 2019' "$T/f1"
+	mbox_rec 'Thu Jun  6 12:00:00 2019' "$T/f2"
+	mbox_rec 'Fri Jun  7 12:00:00 2019' "$T/f3"
+	mbox_rec 'Sat Jun  8 12:00:00 2019' "$T/f4"
+} >"$T/foreign.mbox"
+run "$(pwfile pw_f 'foreign password')" mailbox add fr@example.com --password-stdin
+run "$T/pw_f" import fr@example.com --password-stdin --mbox "$T/foreign.mbox" --folder Imported/Old
+check "foreign mbox: import into --folder" ok_out '^imported 4 messages$'
+check "foreign mbox: an invalid keyword is skipped with one warning" \
+	[ "$(grep -c 'warning: message 1: keyword "bad"kw" skipped' "$T/err")" = 1 -a "$(wc -l <"$T/err")" -eq 1 ]
+run "$T/pw_f" mailbox messages fr@example.com --password-stdin
+cp "$T/out" "$T/fr.list"
+check "foreign: Status: RO + X-Status: AF + X-Keywords" grep -qxF \
+	"Imported/Old 1 (\\Seen \\Answered \\Flagged) (\$Forwarded custom) 2019-06-05T12:00:00Z $(rfc822_size "$T/f1")" "$T/fr.list"
+check "foreign: X-Mozilla-Status 1005 + X-Mozilla-Keys (folded)" grep -qxF \
+	"Imported/Old 2 (\\Seen \\Flagged) (\$Forwarded \$label1 later) 2019-06-06T12:00:00Z $(rfc822_size "$T/f2")" "$T/fr.list"
+check "foreign: Status: O + X-Status: TD (CRLF)" grep -qxF \
+	"Imported/Old 3 (\\Deleted \\Draft) () 2019-06-07T12:00:00Z $(rfc822_size "$T/f3")" "$T/fr.list"
+check "foreign: a Status line in the body is not a header" grep -qxF \
+	"Imported/Old 4 () () 2019-06-08T12:00:00Z $(rfc822_size "$T/f4")" "$T/fr.list"
+check "foreign: --folder created the folder and its parent" \
+	[ "$(grep -c '^Imported' "$T/fr.list")" -eq 4 -a "$(grep -c '^INBOX' "$T/fr.list")" -eq 0 ]
+run "$T/pw_f" export fr@example.com --password-stdin --mbox "$T/fr.mbox"
+check "foreign: messages kept byte-exact, their headers included" \
+	mbox_check "$T/fr.mbox" "$T/f1" "$T/f2" "$T/f3" "$T/f4"
+
+# Keywords past the limits are skipped with a warning, not fatal.
+KW300=$(seq -f 'k%g' 1 300 | tr '\n' ' ')
+printf 'Subject: many\nX-Keywords: %s\n\nx\n' "$KW300" >"$T/k1"
+printf 'Subject: one more\nX-Keywords: k1 extra\n\nx\n' >"$T/k2"
+{ mbox_rec 'Mon Jan  1 00:00:01 2024' "$T/k1"; mbox_rec 'Mon Jan  1 00:00:02 2024' "$T/k2"; } >"$T/kw.mbox"
+run "$T/pw_f" import fr@example.com --password-stdin --mbox "$T/kw.mbox" --folder Many
+check "keyword limits: import succeeds" ok_out '^imported 2 messages$'
+check "keyword limits: more than 256 in one message: warned once" grep -q 'message 1: more than 256 keywords' "$T/err"
+check "keyword limits: a 257th in the folder: warned" grep -q 'message 2: keyword "extra" skipped: folder Many already has 256' "$T/err"
+run "$T/pw_f" mailbox messages fr@example.com --password-stdin --json
+check "keyword limits: 256 kept, then the known one" \
+	[ "$(json_get "$T/out" "[len(m['keywords']) for m in d if m['folder']=='Many']")" = "[256, 1]" ]
+
+# Bad blocks: nothing is imported (the good first message neither).
+printf 'Subject: ok\n\nok\n' >"$T/ok1"
+bad_mbox() {   # bad_mbox NAME BLOCK-LINE...: ok1, then r2 with the block
+	local name=$1; shift
+	{ mbox_rec 'Mon Jan  1 00:00:00 2024' "$T/ok1"; mbox_rec 'Mon Jan  1 00:00:00 2024' "$T/r2" "$@"; } >"$T/$name"
+	echo "$T/$name"
+}
+LONG=$(head -c 513 /dev/zero | tr '\0' 'a')
+expect_fail "import: X-Sealbox-Folder longer than 512 bytes" "message 2: invalid X-Sealbox-Folder: folder name longer than 512" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox long.mbox "X-Sealbox-Folder: $LONG")"
+LONGE=$(head -c 511 /dev/zero | tr '\0' 'a')%C3%84
+expect_fail "import: escaped X-Sealbox-Folder over 512 bytes decoded" "longer than 512" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox longe.mbox "X-Sealbox-Folder: $LONGE")"
+expect_fail "import: bad %-escape in X-Sealbox-Folder" "bad %-escape" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox esc.mbox 'X-Sealbox-Folder: a%zz')"
+expect_fail "import: control character in X-Sealbox-Folder" "control character" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox ctl.mbox 'X-Sealbox-Folder: a%0Ab')"
+expect_fail "import: empty X-Sealbox-Folder" "empty folder" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox empty.mbox 'X-Sealbox-Folder:')"
+expect_fail "import: X-Sealbox-Folder not UTF-8" "not UTF-8" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox latin1.mbox 'X-Sealbox-Folder: %C4rchiv')"
+KWLONG=$(seq -f 'keyword%05g' 1 3000 | tr '\n' ' ')
+expect_fail "import: X-Sealbox block longer than 32 KiB" "block longer than 32768" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox bigblock.mbox 'X-Sealbox-Folder: INBOX' "X-Sealbox-Keywords: $KWLONG")"
+{ mbox_rec 'Mon Jan  1 00:00:00 2024' "$T/ok1"; printf 'From MAILER-DAEMON Mon Jan  1 00:00:00 2024\nX-Sealbox-Folder: INBOX\nX-Sealbox-Flags:\n\n'; } >"$T/nomsg.mbox"
+expect_fail "import: X-Sealbox block with no message" "no message after" \
+	"$T/pw_r" import rt2@example.com --password-stdin --mbox "$T/nomsg.mbox"
+DEEP=$(printf 'd/%.0s' $(seq 1 40))x
+bad_mbox deep.mbox "X-Sealbox-Folder: $DEEP" >/dev/null
+run "$T/pw_r" import rt2@example.com --password-stdin --mbox "$T/deep.mbox"
+check "import: a folder the store refuses fails the import" \
+	[ "$RC" -eq 1 -a "$(wc -l <"$T/err")" -eq 1 ] && grep -q '^sealboxctl: message 2: cannot create folder' "$T/err"
+run "$T/pw_r" mailbox messages rt2@example.com --password-stdin
+check "import: ... and imports nothing" cmp -s "$T/out" "$T/rt1.list"
+run "$T/pw_r" import rt2@example.com --password-stdin --mbox "$(bad_mbox kw.mbox 'X-Sealbox-Folder: Work/2026' 'X-Sealbox-Flags: \Seen \Recent' 'X-Sealbox-Keywords: good a]b')"
+check "import: bad flag and keyword in the block are skipped with warnings" \
+	[ "$RC" -eq 0 -a "$(grep -c '^sealboxctl: warning: message 2: ' "$T/err")" -eq 2 ]
+run "$T/pw_r" mailbox messages rt2@example.com --password-stdin
+check "import: ... and the rest of the block is used" grep -qxF \
+	"Work/2026 3 (\\Seen) (good) 2024-01-01T00:00:00Z $(rfc822_size "$T/r2")" "$T/out"
+expect_fail "import: --folder empty" "--folder" "$T/pw_r" import rt2@example.com --password-stdin --mbox "$T/in.mbox" --folder ''
+expect_fail "mailbox messages with wrong password" "wrong password" "$T/pw_a" \
+	mailbox messages rt2@example.com --password-stdin
 
 # ---------------------------------------------------------- mailbox del
 run "$T/empty" mailbox del bob@example.com

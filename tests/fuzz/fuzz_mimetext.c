@@ -3,7 +3,8 @@
  *
  * Malformed MIME is never an error: sbx_mime_text_extract must return 0
  * for any input, with every field non-NULL, valid UTF-8 without embedded
- * NUL, and a body no longer than max_body.
+ * NUL, a body no longer than max_body and headers no longer than
+ * SBX_MIME_TEXT_MAX_HEADERS.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,7 +42,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_text(t.bcc);
 	check_text(t.subject);
 	check_text(t.body);
-	if (strlen(t.body) > FUZZ_MAX_BODY)
+	check_text(t.headers);
+	if (strlen(t.body) > FUZZ_MAX_BODY ||
+	    strlen(t.headers) > SBX_MIME_TEXT_MAX_HEADERS)
 		abort();
 	sbx_mime_text_free(&t);
 	return 0;

@@ -40,7 +40,8 @@ static int
 all_valid(const struct sbx_mime_text *t)
 {
 	return valid(t->from) && valid(t->to) && valid(t->cc) &&
-	    valid(t->bcc) && valid(t->subject) && valid(t->body);
+	    valid(t->bcc) && valid(t->subject) && valid(t->headers) &&
+	    valid(t->body);
 }
 
 #define HAS(hay, needle) (strstr((hay), (needle)) != NULL)
@@ -314,7 +315,8 @@ TEST(garbage_input)
 	CHECK(extract("", 0, 65536, &t) == 0);
 	CHECK(all_valid(&t));
 	CHECK(*t.subject == '\0' && *t.from == '\0' && *t.to == '\0' &&
-	    *t.cc == '\0' && *t.bcc == '\0' && *t.body == '\0');
+	    *t.cc == '\0' && *t.bcc == '\0' && *t.headers == '\0' &&
+	    *t.body == '\0');
 	sbx_mime_text_free(&t);
 	CHECK(extract(NULL, 0, 65536, &t) == 0);
 	CHECK(all_valid(&t));
@@ -397,6 +399,72 @@ TEST(invalid_utf8_header)
 	sbx_mime_text_free(&t);
 }
 
+/* ---- all top-level headers ---- */
+
+TEST(headers_decoded_in_order)
+{
+	static const char msg[] =
+		"Received: from a.example\r\n"
+		"\tby b.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+		"From: =?UTF-8?B?SsO8cmdlbg==?= <j@example.org>\r\n"
+		"X-Custom: =?UTF-8?Q?caf=C3=A9_cr=C3=A8me?= and\r\n"
+		" =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?= tail\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Subject: plain\r\n"
+		"X-Empty:\r\n"
+		"X-Bad: a\xff b\r\n"
+		"Content-Transfer-Encoding: 8bit\r\n"
+		"\r\n"
+		"X-Not-A-Header: body line\r\n";
+	static const char want[] =
+		"Received: from a.example\tby b.example; Mon, 1 Jan 2024 00:00:00 +0000\n"
+		"From: J\xc3\xbcrgen <j@example.org>\n"
+		"X-Custom: caf\xc3\xa9 cr\xc3\xa8me and \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e tail\n"
+		"Content-Type: text/plain; charset=utf-8\n"
+		"Subject: plain\n"
+		"X-Empty: \n"
+		"X-Bad: a\xef\xbf\xbd b\n"
+		"Content-Transfer-Encoding: 8bit\n";
+	struct sbx_mime_text t;
+
+	CHECK(extract(msg, sizeof(msg) - 1, 65536, &t) == 0);
+	CHECKF(strcmp(t.headers, want) == 0, "headers '%s'", t.headers);
+	CHECK(!HAS(t.headers, "X-Not-A-Header"));
+	CHECK(all_valid(&t));
+	sbx_mime_text_free(&t);
+
+	/* multipart: the top-level Content-Type is there, the parts' are not */
+	CHECK(extract(msg_b64, sizeof(msg_b64) - 1, 65536, &t) == 0);
+	CHECKF(HAS(t.headers, "Content-Type: multipart/mixed"), "headers '%s'",
+	    t.headers);
+	CHECK(!HAS(t.headers, "text/plain"));
+	sbx_mime_text_free(&t);
+}
+
+TEST(headers_bounded)
+{
+	GString *g = g_string_new(NULL);
+	struct sbx_mime_text t;
+	size_t i;
+
+	/* 4000 fields of "X-Field-N: " + 3 UTF-8 bytes * 10 */
+	for (i = 0; i < 4000; i++) {
+		g_string_append_printf(g, "X-Field-%zu: ", i);
+		g_string_append(g, JA_NAME JA_NAME "\xe3\x81\x82\xe3\x81\x82\r\n");
+	}
+	g_string_append(g, "Subject: last\r\n\r\nbody\r\n");
+	CHECK(extract(g->str, g->len, 65536, &t) == 0);
+	CHECKF(strlen(t.headers) <= SBX_MIME_TEXT_MAX_HEADERS &&
+	    strlen(t.headers) > SBX_MIME_TEXT_MAX_HEADERS - 64,
+	    "len %zu", strlen(t.headers));
+	CHECK(HAS(t.headers, "X-Field-0: " JA_NAME));
+	CHECK(!HAS(t.headers, "Subject: last"));
+	CHECK(strcmp(t.subject, "last") == 0);
+	CHECK(all_valid(&t));
+	sbx_mime_text_free(&t);
+	g_string_free(g, TRUE);
+}
+
 /* ---- the shared corpus (SBX_TOP) ---- */
 
 static int
@@ -470,6 +538,8 @@ main(void)
 	RUN(max_body_utf8_boundary);
 	RUN(garbage_input);
 	RUN(invalid_utf8_header);
+	RUN(headers_decoded_in_order);
+	RUN(headers_bounded);
 	RUN(corpus_files);
 	g_mime_shutdown();
 	return tap_done();
