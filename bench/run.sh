@@ -2,7 +2,12 @@
 # Run every benchmark. Usage: sh bench/run.sh BUILD_DIR [ARGS...]
 # (`make bench` calls `sh bench/run.sh build`); ARGS go to each benchmark,
 # e.g. --quick for a smoke test.
+#   vfs    the encrypted VFS against plain SQLite (issue 2)
+#   store  the mailbox store, encrypted against a plain file: appends,
+#          FETCH, SEARCH TEXT on a 100k-message mailbox (issue 3)
 set -e
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
 "$BUILD"/bench/vfs "$@"
+echo
+"$BUILD"/bench/store "$@"
