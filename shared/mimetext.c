@@ -4,7 +4,7 @@
  * The message is parsed by GMime from a private copy of the bytes. Header
  * values come decoded from GMime (RFC 2047, raw 8-bit text); the body is
  * built by walking the MIME tree with explicit depth and part limits.
- * Everything that leaves this file goes through utf8_append_clean(), so the
+ * Everything that leaves this file goes through sbx_utf8_append_clean(), so the
  * result is valid UTF-8 without NUL bytes whatever the input.
  */
 #include <errno.h>
@@ -32,10 +32,8 @@ static void walk_object(struct walk *w, GMimeObject *obj, int depth);
 
 /* ---- UTF-8 helpers ---- */
 
-/* Append s[0..n) to out as valid UTF-8: invalid bytes become U+FFFD, NUL
- * bytes a space. */
-static void
-utf8_append_clean(GString *out, const char *s, size_t n)
+void
+sbx_utf8_append_clean(GString *out, const char *s, size_t n, const char *nul_as)
 {
 	const char *end, *bad;
 
@@ -49,7 +47,7 @@ utf8_append_clean(GString *out, const char *s, size_t n)
 		}
 		g_string_append_len(out, s, bad - s);
 		if (*bad == '\0')
-			g_string_append_c(out, ' ');
+			g_string_append(out, nul_as);
 		else
 			g_string_append(out, REPLACEMENT);
 		s = bad + 1;
@@ -65,7 +63,7 @@ clean_dup(const char *s)
 	if (s == NULL)
 		return sbx_xstrdup("");
 	g = g_string_new(NULL);
-	utf8_append_clean(g, s, strlen(s));
+	sbx_utf8_append_clean(g, s, strlen(s), " ");
 	r = sbx_xstrdup(g->str);
 	g_string_free(g, TRUE);
 	return r;
@@ -80,10 +78,8 @@ is_utf8_name(const char *cs)
 	    g_ascii_strcasecmp(cs, "ascii") == 0;
 }
 
-/* Convert in[0..n) from charset to clean UTF-8 appended to out. An unknown
- * charset is taken as UTF-8; bytes the converter rejects become U+FFFD. */
-static void
-to_utf8(GString *out, const char *in, size_t n, const char *charset)
+void
+sbx_to_utf8(GString *out, const char *in, size_t n, const char *charset, const char *nul_as)
 {
 	GIConv cd = (GIConv)-1;
 	const char *name;
@@ -100,7 +96,7 @@ to_utf8(GString *out, const char *in, size_t n, const char *charset)
 			cd = g_iconv_open("UTF-8", name);
 	}
 	if (cd == (GIConv)-1) {
-		utf8_append_clean(out, in, n);
+		sbx_utf8_append_clean(out, in, n, nul_as);
 		return;
 	}
 	tmp = g_string_new(NULL);
@@ -128,7 +124,7 @@ to_utf8(GString *out, const char *in, size_t n, const char *charset)
 		g_string_append_len(tmp, buf, op - buf);
 	}
 	g_iconv_close(cd);
-	utf8_append_clean(out, tmp->str, tmp->len);
+	sbx_utf8_append_clean(out, tmp->str, tmp->len, nul_as);
 	g_string_free(tmp, TRUE);
 }
 
@@ -344,7 +340,7 @@ walk_text_part(struct walk *w, GMimePart *part)
 	g_object_unref(out);
 
 	utf8 = g_string_new(NULL);
-	to_utf8(utf8, (const char *)bytes->data, bytes->len, charset);
+	sbx_to_utf8(utf8, (const char *)bytes->data, bytes->len, charset, " ");
 	g_byte_array_unref(bytes);
 	if (ct != NULL && g_mime_content_type_is_type(ct, "text", "html")) {
 		text = g_string_new(NULL);
@@ -488,7 +484,7 @@ sbx_mime_text_decode_header(const char *raw, size_t len)
 	GString *clean = g_string_new(NULL);
 	char *unfolded, *dec = NULL, *r;
 
-	utf8_append_clean(clean, raw, len);
+	sbx_utf8_append_clean(clean, raw, len, " ");
 	if (sbx_mime_init() < 0) {	/* no GMime: the raw text, still clean */
 		r = sbx_xstrdup(clean->str);
 		g_string_free(clean, TRUE);
@@ -524,7 +520,7 @@ headers_append(GString *out, GMimeHeader *h)
 		return 0;
 	raw = g_mime_header_get_raw_value(h);
 	line = g_string_new(NULL);
-	utf8_append_clean(line, hn, strlen(hn));
+	sbx_utf8_append_clean(line, hn, strlen(hn), " ");
 	g_string_append(line, ": ");
 	dec = sbx_mime_text_decode_header(raw != NULL ? raw : "",
 	    raw != NULL ? strlen(raw) : 0);

@@ -19,6 +19,8 @@
 #define SBX_MIMETEXT_H
 #include <stddef.h>
 
+#include <glib.h>
+
 #define SBX_MIME_TEXT_MAX_HEADERS 65536   /* bytes of `headers` */
 
 struct sbx_mime_text {
@@ -46,6 +48,14 @@ int sbx_mime_text_extract(const char *msg, size_t len, size_t max_body,
  * search.c uses it for HEADER so that its matches agree with the FTS
  * column. */
 char *sbx_mime_text_decode_header(const char *raw, size_t len);
+/* Append s[0..n) to out as valid UTF-8: invalid bytes become U+FFFD,
+ * NUL bytes nul_as (" " for search text, U+FFFD for JSON). */
+void sbx_utf8_append_clean(GString *out, const char *s, size_t n, const char *nul_as);
+/* Convert in[0..n) from charset (GMime's names; NULL or unknown = UTF-8)
+ * to clean UTF-8 appended to out; bytes the converter rejects become
+ * U+FFFD. */
+void sbx_to_utf8(GString *out, const char *in, size_t n, const char *charset, const char *nul_as);
+
 /* Free the strings of t and zero it; NULL-safe. */
 void sbx_mime_text_free(struct sbx_mime_text *t);
 #endif
