@@ -37,7 +37,9 @@ LIB_SRC  := $(wildcard shared/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsealbox.a
 
-PROGS    := $(BUILD)/sealboxctl
+PROGS    := $(BUILD)/sealboxctl $(BUILD)/sealbox-lmtpd
+LMTPD_SRC := $(wildcard lmtpd/*.c)
+LMTPD_OBJ := $(LMTPD_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -51,7 +53,14 @@ FUZZ_GCC_OBJ := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.o) \
                 $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/make_seeds.o
 
 .PHONY: all check deps demo bench clean man-lint fuzz fuzz-build fuzz-seeds
-all: $(LIB) $(PROGS) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(SEEDS_BIN)
+FAULT_SO := $(BUILD)/tests/fault/libenospc.so
+all: $(LIB) $(PROGS) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(SEEDS_BIN) $(FAULT_SO)
+
+# LD_PRELOAD fault injection for tests (disk full); never installed.
+# Built without the sanitizers: it is preloaded into other programs.
+$(FAULT_SO): tests/fault/enospc.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/%.o: %.c $(wildcard shared/*.h) | deps-check
 	@mkdir -p $(dir $@)
@@ -62,6 +71,11 @@ $(LIB): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/sealboxctl: $(BUILD)/ctl/sealboxctl.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(LMTPD_OBJ): $(wildcard lmtpd/*.h)
+
+$(BUILD)/sealbox-lmtpd: $(LMTPD_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)

@@ -35,6 +35,12 @@ static const struct config_key {
 	{ "unlock_grace", "30" },
 	{ "max_hops", "25" },
 	{ "log_level", "info" },
+	{ "hostname", NULL },           /* greeting and Received: (gethostname) */
+	{ "lmtp_max_recipients", "1000" },
+	{ "lmtp_max_connections", "100" },
+	{ "lmtp_idle_timeout", "300" },
+	{ "webhook_timeout", "30" },
+	{ "webhook_ca_file", NULL },
 };
 
 struct sbx_config {

@@ -98,6 +98,17 @@ static const char *const migrations[] = {
 	"CREATE TRIGGER targets_webhook_gc AFTER DELETE ON targets"
 	"  WHEN old.kind = 'webhook'"
 	"  BEGIN DELETE FROM webhooks WHERE id = old.value; END;",
+	/* 2: deliveries lmtpd has answered 250 for, by Postfix queue id and
+	 * recipient, so a retry after a lost reply is not stored twice
+	 * (ARCHITECTURE.md "Exactly-once delivery"). */
+	"CREATE TABLE lmtp_delivered ("
+	"  queue_id TEXT NOT NULL,"
+	"  rcpt TEXT NOT NULL,"
+	"  delivery_id TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (queue_id, rcpt)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX lmtp_delivered_at ON lmtp_delivered(at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1591,6 +1602,63 @@ sbx_dir_usage_set(struct sbx_dir *dir, const char *mailbox_id, uint64_t bytes, u
 	return mailbox_update(dir, mailbox_id,
 			      "UPDATE mailboxes SET usage_bytes = ?1, usage_msgs = ?2 WHERE id = ?3",
 			      (int64_t)bytes, (int64_t)msgs, error_r);
+}
+
+/* ------------------------------------------------------ lmtp deliveries */
+
+int
+sbx_dir_delivery_seen(struct sbx_dir *dir, const char *queue_id, const char *rcpt,
+		      char delivery_id_r[SBX_ID_HEX], char **error_r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (q_prepare(dir, &st, error_r,
+		      "SELECT delivery_id FROM lmtp_delivered WHERE queue_id = ? AND rcpt = ?",
+		      "tt", queue_id, rcpt) < 0)
+		return -1;
+	rc = q_step(dir, st, error_r);
+	if (rc > 0) {
+		const unsigned char *id = sqlite3_column_text(st, 0);
+
+		snprintf(delivery_id_r, SBX_ID_HEX, "%s", id != NULL ? (const char *)id : "");
+	}
+	q_finalize(&st);
+	return rc;
+}
+
+int
+sbx_dir_deliveries_record(struct sbx_dir *dir, const struct sbx_dir_delivery *v, size_t n,
+			  time_t now, char **error_r)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	if (tx_begin(dir, error_r) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (id_check(v[i].mailbox_id, error_r) < 0 || v[i].bytes > INT64_MAX)
+			goto fail;
+		if (q_exec(dir, error_r, "UPDATE mailboxes SET usage_bytes = min(usage_bytes + ?1, ?3), "
+			   "usage_msgs = usage_msgs + 1 WHERE id = ?2", "iti",
+			   (int64_t)v[i].bytes, v[i].mailbox_id, (int64_t)INT64_MAX) < 0)
+			goto fail;
+		if (v[i].queue_id != NULL && v[i].queue_id[0] != '\0' &&
+		    q_exec(dir, error_r, "INSERT OR REPLACE INTO lmtp_delivered(queue_id, rcpt, delivery_id, at) "
+			   "VALUES (?, ?, ?, ?)", "ttti", v[i].queue_id, v[i].rcpt, v[i].delivery_id,
+			   (int64_t)now) < 0)
+			goto fail;
+	}
+	/* Postfix gives up on a message after maximal_queue_lifetime (5 days
+	 * by default): a week of records covers every retry. */
+	if (q_exec(dir, error_r, "DELETE FROM lmtp_delivered WHERE at < ?", "i",
+		   (int64_t)now - SBX_DIR_DELIVERED_KEEP) < 0)
+		goto fail;
+	return tx_commit(dir, error_r);
+fail:
+	tx_rollback(dir);
+	return -1;
 }
 
 /* -------------------------------------------------------------- envelopes */

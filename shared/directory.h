@@ -22,6 +22,7 @@
 #define SBX_DIRECTORY_H
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -85,6 +86,24 @@ int sbx_dir_mailbox_set_quota(struct sbx_dir *dir, const char *mailbox_id, uint6
 /* Usage counters: add deltas (may be negative) or set absolute values. */
 int sbx_dir_usage_add(struct sbx_dir *dir, const char *mailbox_id, int64_t dbytes, int64_t dmsgs, char **error_r);
 int sbx_dir_usage_set(struct sbx_dir *dir, const char *mailbox_id, uint64_t bytes, uint64_t msgs, char **error_r);
+
+/* lmtpd's record of deliveries answered 250, by (Postfix queue id from
+ * XFORWARD IDENT, recipient as received), kept SBX_DIR_DELIVERED_KEEP
+ * seconds. seen: 1 + the delivery id when recorded, 0 when not, -1. */
+#define SBX_DIR_DELIVERED_KEEP (7 * 24 * 3600)
+int sbx_dir_delivery_seen(struct sbx_dir *dir, const char *queue_id, const char *rcpt,
+			  char delivery_id_r[SBX_ID_HEX], char **error_r);
+struct sbx_dir_delivery {
+	const char *mailbox_id;
+	const char *queue_id;     /* NULL or "": no dedup record */
+	const char *rcpt;
+	const char *delivery_id;
+	uint64_t bytes;           /* spooled bytes, added to usage_bytes */
+};
+/* One transaction for a batch of spooled deliveries: usage counters
+ * (+bytes, +1 message each) and the dedup records; old records expire. */
+int sbx_dir_deliveries_record(struct sbx_dir *dir, const struct sbx_dir_delivery *v, size_t n,
+			      time_t now, char **error_r);
 
 /* Key envelopes of a mailbox (at most SBX_MAX_ENVELOPES). */
 struct sbx_dir_envelope {

@@ -240,10 +240,11 @@ TEST(schema_version)
 {
 	char *state = new_state(), *err = NULL;
 	struct sbx_dir *dir = open_new(state);
-	const char *tables[] = { "domains", "mailboxes", "envelopes", "aliases", "targets", "webhooks" };
+	const char *tables[] = { "domains", "mailboxes", "envelopes", "aliases", "targets", "webhooks",
+				 "lmtp_delivered" };
 	size_t i;
 
-	CHECK(sql_int(dir, "PRAGMA user_version") == 1);
+	CHECK(sql_int(dir, "PRAGMA user_version") == 2);
 	CHECK(sql_int(dir, "PRAGMA application_id") == 0x53425844);
 	for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		char *sql = sbx_xasprintf("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
@@ -255,7 +256,14 @@ TEST(schema_version)
 	sbx_dir_close(&dir);
 	/* Reopening does not migrate again. */
 	CHECK(ok(sbx_dir_open(state, SBX_DIR_CREATE, &dir, &err), &err));
-	CHECK(sql_int(dir, "PRAGMA user_version") == 1);
+	CHECK(sql_int(dir, "PRAGMA user_version") == 2);
+	/* A version 1 file (before lmtp_delivered) migrates on open. */
+	CHECK(sqlite3_exec(sbx_dir_db(dir), "DROP TABLE lmtp_delivered; PRAGMA user_version = 1",
+			   NULL, NULL, NULL) == SQLITE_OK);
+	sbx_dir_close(&dir);
+	CHECK(ok(sbx_dir_open(state, 0, &dir, &err), &err));
+	CHECK(dir != NULL && sql_int(dir, "PRAGMA user_version") == 2);
+	CHECK(dir != NULL && sql_int(dir, "SELECT count(*) FROM lmtp_delivered") == 0);
 	/* A newer schema is refused. */
 	CHECK(sqlite3_exec(sbx_dir_db(dir), "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
 	sbx_dir_close(&dir);
