@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "deliver.h"
+#include "spool.h"
 #include "lmtpd.h"
 #include "log.h"
 #include "util.h"
@@ -261,7 +264,7 @@ struct one {
 };
 
 struct msg_work {
-	uv_work_t req;
+	struct msg_work *next;        /* the server's queue */
 	struct conn *c;
 	char *msg;
 	size_t len;
@@ -271,58 +274,211 @@ struct msg_work {
 	uint64_t t0;
 };
 
-static void
-deliver_all(uv_work_t *req)
-{
-	struct msg_work *w = req->data;
-	struct server *srv = w->c->srv;
-	struct sbx_dir_delivery *rec = sbx_xcalloc(w->n + 1, sizeof(*rec));
-	struct sbx_dir_mailbox *mb = sbx_xcalloc(w->n + 1, sizeof(*mb));
-	size_t i, nrec = 0;
-	char *err = NULL;
+/* Deliveries queued while a batch runs are taken together by the next one
+ * (group commit): their spool entries are written first, made durable by
+ * one syncfs(2) instead of one fsync each, renamed, each mailbox's new/
+ * fsync'd once, and recorded in one directory.db commit. */
+struct batch {
+	uv_work_t req;
+	struct server *srv;
+	struct msg_work **v;
+	size_t n;
+};
 
+#define BATCH_MAX 64            /* messages per group commit */
+
+struct slot {
+	struct one *one;
+	struct sbx_dir_mailbox mb;
+	struct sbx_deliver_staged *staged;
+};
+
+static void
+batch_run(uv_work_t *req)
+{
+	struct batch *b = req->data;
+	struct server *srv = b->srv;
+	struct slot *sl;
+	struct sbx_dir_delivery *rec;
+	size_t i, k, n = 0, nok = 0, nrec = 0;
+	char *err = NULL;
+	int single, rc = 0;
+
+	for (i = 0; i < b->n; i++)
+		n += b->v[i]->n;
+	sl = sbx_xcalloc(n + 1, sizeof(*sl));
+	rec = sbx_xcalloc(n + 1, sizeof(*rec));
+	for (i = 0, k = 0; i < b->n; i++) {
+		size_t j;
+
+		for (j = 0; j < b->v[i]->n; j++)
+			sl[k++].one = &b->v[i]->v[j];
+	}
 	pthread_mutex_lock(&srv->dir_lock);
-	for (i = 0; i < w->n; i++)
-		w->v[i].st = sbx_deliver_check(srv->dir, &w->v[i].req, &mb[i], w->v[i].delivery_id,
-					       &w->v[i].error);
+	for (k = 0; k < n; k++) {
+		sl[k].one->st = sbx_deliver_check(srv->dir, &sl[k].one->req, &sl[k].mb,
+						  sl[k].one->delivery_id, &sl[k].one->error);
+		if (sl[k].one->st == SBX_DELIVER_OK)
+			nok++;
+	}
 	pthread_mutex_unlock(&srv->dir_lock);
-	for (i = 0; i < w->n; i++) {
-		if (w->v[i].st != SBX_DELIVER_OK)
+	/* one entry: fsync it and its directory as usual; more: group them */
+	single = nok == 1;
+	for (k = 0; k < n; k++) {
+		struct one *one = sl[k].one;
+
+		if (one->st != SBX_DELIVER_OK)
 			continue;
-		w->v[i].st = sbx_deliver_write(srv->state_dir, &w->v[i].req, &mb[i], w->v[i].delivery_id,
-					       &w->v[i].bytes, &w->v[i].error);
-		sbx_dir_mailbox_clear(&mb[i]);
-		if (w->v[i].st == SBX_DELIVER_OK) {
-			rec[nrec].mailbox_id = w->v[i].req.mailbox_id;
-			rec[nrec].queue_id = w->queue_id;
-			rec[nrec].rcpt = w->v[i].rcpt;
-			rec[nrec].delivery_id = w->v[i].delivery_id;
-			rec[nrec].bytes = w->v[i].bytes;
+		one->req.delivery_id = one->delivery_id;
+		one->st = sbx_deliver_stage(srv->state_dir, &one->req, &sl[k].mb, single, &sl[k].staged,
+					    &one->bytes, &one->error);
+		sbx_dir_mailbox_clear(&sl[k].mb);
+	}
+	if (!single) {
+		for (k = 0; k < n && rc == 0; k++) {
+			if (sl[k].staged != NULL) {
+				rc = syncfs(sbx_deliver_staged_fd(sl[k].staged));
+				if (rc < 0)
+					err = sbx_xasprintf("syncfs: %s", strerror(errno));
+				break;
+			}
+		}
+	}
+	for (k = 0; k < n; k++) {
+		struct one *one = sl[k].one;
+
+		if (sl[k].staged == NULL)
+			continue;
+		if (rc < 0) {
+			sbx_deliver_abort(&sl[k].staged);
+			one->st = SBX_DELIVER_TEMPFAIL;
+			one->error = sbx_xstrdup(err);
+		} else if (sbx_deliver_publish(&sl[k].staged, single, one->delivery_id, &one->error) < 0) {
+			one->st = SBX_DELIVER_TEMPFAIL;
+		}
+	}
+	if (!single) {
+		/* each mailbox's new/ once; a failure there makes its entries
+		 * not durable: defer them (Postfix retries; at worst a copy twice) */
+		for (k = 0; k < n; k++) {
+			size_t j;
+			int done = 0;
+			char *e = NULL;
+
+			if (sl[k].one->st != SBX_DELIVER_OK)
+				continue;
+			for (j = 0; j < k && !done; j++)
+				done = sl[j].one->st == SBX_DELIVER_OK &&
+				       strcmp(sl[j].one->mailbox_id, sl[k].one->mailbox_id) == 0;
+			if (done)
+				continue;
+			if (sbx_spool_sync_new(srv->state_dir, sl[k].one->mailbox_id, &e) < 0) {
+				for (j = k; j < n; j++) {
+					if (sl[j].one->st == SBX_DELIVER_OK &&
+					    strcmp(sl[j].one->mailbox_id, sl[k].one->mailbox_id) == 0) {
+						sl[j].one->st = SBX_DELIVER_TEMPFAIL;
+						sl[j].one->error = sbx_xstrdup(e);
+					}
+				}
+				free(e);
+			}
+		}
+	}
+	for (i = 0, k = 0; i < b->n; i++) {
+		size_t j;
+
+		for (j = 0; j < b->v[i]->n; j++, k++) {
+			struct one *one = sl[k].one;
+
+			if (one->st != SBX_DELIVER_OK)
+				continue;
+			rec[nrec].mailbox_id = one->mailbox_id;
+			rec[nrec].queue_id = b->v[i]->queue_id;
+			rec[nrec].rcpt = one->rcpt;
+			rec[nrec].delivery_id = one->delivery_id;
+			rec[nrec].bytes = one->bytes;
 			nrec++;
 		}
 	}
-	/* usage and dedup records of every spooled copy in one commit; if it
-	 * fails the entries are on disk but not answered 250: Postfix retries,
-	 * and the mailbox may get the message twice, never zero times */
+	/* usage and dedup records of every copy in one commit; if it fails the
+	 * entries are on disk but not answered 250: Postfix retries, and the
+	 * mailbox may get the message twice, never zero times */
+	free(err);
+	err = NULL;
 	pthread_mutex_lock(&srv->dir_lock);
 	if (sbx_dir_deliveries_record(srv->dir, rec, nrec, time(NULL), &err) < 0) {
-		for (i = 0; i < w->n; i++) {
-			if (w->v[i].st == SBX_DELIVER_OK) {
-				w->v[i].st = SBX_DELIVER_TEMPFAIL;
-				w->v[i].error = sbx_xasprintf("recording delivery: %s", err);
+		for (k = 0; k < n; k++) {
+			if (sl[k].one->st == SBX_DELIVER_OK) {
+				sl[k].one->st = SBX_DELIVER_TEMPFAIL;
+				sl[k].one->error = sbx_xasprintf("recording delivery: %s", err);
 			}
 		}
 		free(err);
 	}
 	pthread_mutex_unlock(&srv->dir_lock);
 	free(rec);
-	free(mb);
+	free(sl);
+}
+
+static void deliver_done(struct msg_work *w, int status);
+static void batch_start(struct server *srv);
+
+static void
+batch_done(uv_work_t *req, int status)
+{
+	struct batch *b = req->data;
+	struct server *srv = b->srv;
+	size_t i;
+
+	srv->batch_running = 0;
+	for (i = 0; i < b->n; i++)
+		deliver_done(b->v[i], status);
+	free(b->v);
+	free(b);
+	if (srv->queue != NULL)
+		batch_start(srv);
 }
 
 static void
-deliver_done(uv_work_t *req, int status)
+batch_start(struct server *srv)
 {
-	struct msg_work *w = req->data;
+	struct batch *b = sbx_xcalloc(1, sizeof(*b));
+	size_t i;
+
+	b->req.data = b;
+	b->srv = srv;
+	b->v = sbx_xcalloc(BATCH_MAX, sizeof(*b->v));
+	while (srv->queue != NULL && b->n < BATCH_MAX) {
+		b->v[b->n++] = srv->queue;
+		srv->queue = srv->queue->next;
+	}
+	if (srv->queue == NULL)
+		srv->queue_tail = &srv->queue;
+	srv->batch_running = 1;
+	if (uv_queue_work(srv->loop, &b->req, batch_run, batch_done) < 0) {
+		srv->batch_running = 0;
+		for (i = 0; i < b->n; i++)
+			deliver_done(b->v[i], -1);
+		free(b->v);
+		free(b);
+	}
+}
+
+static void
+batch_add(struct server *srv, struct msg_work *w)
+{
+	w->next = NULL;
+	if (srv->queue_tail == NULL)
+		srv->queue_tail = &srv->queue;
+	*srv->queue_tail = w;
+	srv->queue_tail = &w->next;
+	if (!srv->batch_running)
+		batch_start(srv);
+}
+
+static void
+deliver_done(struct msg_work *w, int status)
+{
 	struct conn *c = w->c;
 	char line[400], e[200], o[200], q[80], rc[200];
 	size_t i;
@@ -419,7 +575,6 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 	time_t now = time(NULL);
 	size_t i;
 
-	w->req.data = w;
 	w->c = c;
 	w->t0 = sbx_now_us();
 	w->msg = sbx_xmalloc(ev->msg_len + 1);
@@ -450,8 +605,7 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 		one->req.arrival = now;
 	}
 	c->busy = 1;
-	if (uv_queue_work(c->srv->loop, &w->req, deliver_all, deliver_done) < 0)
-		deliver_done(&w->req, -1);
+	batch_add(c->srv, w);
 }
 
 /* ---- the event loop of one connection ---- */

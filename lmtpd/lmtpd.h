@@ -14,6 +14,7 @@
 #include "lmtp.h"
 
 enum listener_kind { LISTEN_MAILBOX, LISTEN_WEBHOOK };
+struct msg_work;
 
 struct server {
 	uv_loop_t *loop;
@@ -36,6 +37,9 @@ struct server {
 	int stopping;
 	unsigned long conn_seq;
 	struct webhooks *webhooks;   /* webhook.c */
+	/* group commit of mailbox deliveries (conn.c) */
+	struct msg_work *queue, **queue_tail;
+	int batch_running;
 };
 
 struct conn {

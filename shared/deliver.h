@@ -44,6 +44,7 @@ struct sbx_deliver_req {
 	const char *msg;
 	size_t len;
 	time_t arrival;
+	const char *delivery_id;   /* stage: the id to use (NULL: random) */
 };
 
 /* Room counted for the prepended fields when checking the quota. */
@@ -59,6 +60,20 @@ enum sbx_deliver_status sbx_deliver_check(struct sbx_dir *dir, const struct sbx_
 enum sbx_deliver_status sbx_deliver_write(const char *state_dir, const struct sbx_deliver_req *r,
 					  const struct sbx_dir_mailbox *m, char delivery_id_r[SBX_ID_HEX],
 					  uint64_t *bytes_r, char **error_r);
+/* Step 4 in two halves for group commit (lmtpd): stage seals the entry
+ * into tmp/ and, with sync_data, fsyncs it; without, the caller makes the
+ * data durable (syncfs(2) on sbx_deliver_staged_fd) before publish, which
+ * renames it into new/ (and fsyncs new/ with sync_dir; without, the
+ * caller uses sbx_spool_sync_new). abort removes a staged entry. */
+struct sbx_deliver_staged;
+enum sbx_deliver_status sbx_deliver_stage(const char *state_dir, const struct sbx_deliver_req *r,
+					  const struct sbx_dir_mailbox *m, int sync_data,
+					  struct sbx_deliver_staged **staged_r, uint64_t *bytes_r,
+					  char **error_r);
+int sbx_deliver_staged_fd(const struct sbx_deliver_staged *sd);
+int sbx_deliver_publish(struct sbx_deliver_staged **sd, int sync_dir, char delivery_id_r[SBX_ID_HEX],
+			char **error_r);
+void sbx_deliver_abort(struct sbx_deliver_staged **sd);
 /* Steps 1-4 in one call. delivery_id_r gets the spool entry's id (OK) or the earlier
  * one (DUPLICATE); *bytes_r the message bytes stored; *error_r a one-line
  * reason for every status but OK and DUPLICATE. */

@@ -40,6 +40,7 @@ struct sbx_spool_writer {
 	size_t pt_len;
 	unsigned char *out;           /* length prefix + ciphertext of one chunk */
 	uint64_t size, written;
+	int finished;                 /* final chunk written */
 };
 
 struct sbx_spool_reader {
@@ -363,31 +364,45 @@ rename_noreplace(const char *from, const char *to)
 }
 
 int
-sbx_spool_writer_commit(struct sbx_spool_writer **wp, char delivery_id_r[SBX_ID_HEX], char **error_r)
+sbx_spool_writer_finish(struct sbx_spool_writer *w, int sync_data, char **error_r)
+{
+	if (w->failed) {
+		*error_r = sbx_xasprintf("spool entry %s: writer already failed", w->id);
+		return -1;
+	}
+	if (w->written != w->size)
+		return writer_fail(w, error_r, sbx_xasprintf("spool entry %s: message is %llu bytes, declared %llu",
+							       w->id, (unsigned long long)w->written,
+							       (unsigned long long)w->size));
+	if (writer_push(w, w->pt, w->pt_len, crypto_secretstream_xchacha20poly1305_TAG_FINAL,
+			error_r) < 0)
+		return -1;
+	if (sync_data && fsync(w->fd) < 0) {
+		writer_errno(w, error_r, "fsync");
+		return -1;
+	}
+	w->finished = 1;
+	return 0;
+}
+
+int
+sbx_spool_writer_fd(const struct sbx_spool_writer *w)
+{
+	return w->fd;
+}
+
+int
+sbx_spool_writer_publish(struct sbx_spool_writer **wp, int sync_dir, char delivery_id_r[SBX_ID_HEX],
+			 char **error_r)
 {
 	struct sbx_spool_writer *w = *wp;
 	int fd;
 
 	*wp = NULL;
-	if (w->failed) {
-		*error_r = sbx_xasprintf("spool entry %s: writer already failed", w->id);
-		writer_free(w);
-		return -1;
-	}
-	if (w->written != w->size) {
-		writer_fail(w, error_r, sbx_xasprintf("spool entry %s: message is %llu bytes, declared %llu",
-						      w->id, (unsigned long long)w->written,
-						      (unsigned long long)w->size));
-		writer_free(w);
-		return -1;
-	}
-	if (writer_push(w, w->pt, w->pt_len, crypto_secretstream_xchacha20poly1305_TAG_FINAL,
-			error_r) < 0) {
-		writer_free(w);
-		return -1;
-	}
-	if (fsync(w->fd) < 0) {
-		writer_errno(w, error_r, "fsync");
+	if (!w->finished || w->failed) {
+		*error_r = sbx_xasprintf("spool entry %s: not finished", w->id);
+		if (!w->failed && w->fd >= 0)
+			(void)unlink(w->tmp_path);
 		writer_free(w);
 		return -1;
 	}
@@ -403,7 +418,7 @@ sbx_spool_writer_commit(struct sbx_spool_writer **wp, char delivery_id_r[SBX_ID_
 		writer_free(w);
 		return -1;
 	}
-	if (sbx_fsync_dir(w->new_dir) < 0) {
+	if (sync_dir && sbx_fsync_dir(w->new_dir) < 0) {
 		int saved = errno;
 
 		/* Not durable: do not leave an entry the caller was told failed. */
@@ -418,6 +433,34 @@ sbx_spool_writer_commit(struct sbx_spool_writer **wp, char delivery_id_r[SBX_ID_
 		memcpy(delivery_id_r, w->id, SBX_ID_HEX);
 	writer_free(w);
 	return 0;
+}
+
+int
+sbx_spool_writer_commit(struct sbx_spool_writer **wp, char delivery_id_r[SBX_ID_HEX], char **error_r)
+{
+	if (sbx_spool_writer_finish(*wp, 1, error_r) < 0) {
+		writer_free(*wp);
+		*wp = NULL;
+		return -1;
+	}
+	return sbx_spool_writer_publish(wp, 1, delivery_id_r, error_r);
+}
+
+int
+sbx_spool_sync_new(const char *state_dir, const char *mailbox_id, char **error_r)
+{
+	char *dir = sbx_xasprintf("%s/spool/%s/new", state_dir, mailbox_id);
+	int rc = 0;
+
+	if (!sbx_is_id(mailbox_id)) {
+		*error_r = sbx_xasprintf("invalid mailbox id: %s", mailbox_id);
+		rc = -1;
+	} else if (sbx_fsync_dir(dir) < 0) {
+		*error_r = sbx_xasprintf("fsync %s: %s", dir, strerror(errno));
+		rc = -1;
+	}
+	free(dir);
+	return rc;
 }
 
 void

@@ -51,6 +51,20 @@ int sbx_spool_writer_write(struct sbx_spool_writer *w, const void *data, size_t 
  * returns 0 is the entry durable (lmtpd may say 250). Frees w either way;
  * on failure the tmp file is removed. delivery_id_r may be NULL. */
 int sbx_spool_writer_commit(struct sbx_spool_writer **w, char delivery_id_r[SBX_ID_HEX], char **error_r);
+/* The same in two steps, so that one caller can make many entries durable
+ * together (lmtpd's group commit): finish writes the final chunk and, with
+ * sync_data, fsyncs the file (without it the caller must make the data
+ * durable, e.g. syncfs(2) on sbx_spool_writer_fd(), BEFORE publishing);
+ * publish renames tmp -> new and, with sync_dir, fsyncs new/ (without it
+ * the caller calls sbx_spool_sync_new before reporting success). On a
+ * finish failure the tmp file is gone; free w with sbx_spool_writer_abort.
+ * publish frees w either way. */
+int sbx_spool_writer_finish(struct sbx_spool_writer *w, int sync_data, char **error_r);
+int sbx_spool_writer_fd(const struct sbx_spool_writer *w);
+int sbx_spool_writer_publish(struct sbx_spool_writer **w, int sync_dir, char delivery_id_r[SBX_ID_HEX],
+			     char **error_r);
+/* fsync spool/<mailbox_id>/new/. */
+int sbx_spool_sync_new(const char *state_dir, const char *mailbox_id, char **error_r);
 /* Abandon: remove the tmp file, free w. */
 void sbx_spool_writer_abort(struct sbx_spool_writer **w);
 

@@ -279,6 +279,52 @@ def webhooks(env):
         srv.wait()
 
 
+def concurrent(env):
+    """4 connections x 25 messages at once: every one answered 250 exactly
+    once, every one in the spool (the group commit path)."""
+    import threading
+    before = len(env.spool(env.bob)) + len(env.spool(env.alice))
+    results = []
+
+    def client(k):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(env.sock)
+        f = s.makefile("rb")
+        got = 0
+
+        def reply():
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        s.sendall(b"LHLO c%d\r\n" % k)
+        reply()
+        for i in range(25):
+            s.sendall(b"MAIL FROM:<c%d@example.org>\r\nRCPT TO:<%s@mailbox.sealbox.internal>\r\nDATA\r\n"
+                      % (k, env.alice.encode()))
+            ok1, ok2, r354 = reply(), reply(), reply()
+            s.sendall(b"Subject: c%d m%d\r\n\r\nbody\r\n.\r\n" % (k, i))
+            if ok1.startswith(b"250") and ok2.startswith(b"250") and r354.startswith(b"354") \
+                    and reply().startswith(b"250 2.0.0"):
+                got += 1
+        s.sendall(b"QUIT\r\n")
+        reply()
+        s.close()
+        results.append(got)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = len(env.spool(env.bob)) + len(env.spool(env.alice))
+    ok(sum(results) == 100 and after - before == 100,
+       "4 concurrent connections x 25 messages: 100 x 250, 100 spool entries", (results, after - before))
+
+
 def idle_and_limits(env):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
@@ -339,6 +385,7 @@ def main():
         transcripts(env)
         end_to_end(env)
         webhooks(env)
+        concurrent(env)
         idle_and_limits(env)
         write_failure(env)
         log = env.logtext()
