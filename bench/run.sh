@@ -5,9 +5,14 @@
 #   vfs    the encrypted VFS against plain SQLite (issue 2)
 #   store  the mailbox store, encrypted against a plain file: appends,
 #          FETCH, SEARCH TEXT on a 100k-message mailbox (issue 3)
+#   lmtp   LMTP delivery, sealbox-lmtpd against a private Dovecot LMTP
+#          (bench/lmtp.py driving the C load generator bench/lmtp.c;
+#          installs dovecot-lmtpd when missing) (issue 4)
 set -e
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
 "$BUILD"/bench/vfs "$@"
 echo
 "$BUILD"/bench/store "$@"
+echo
+python3 "$(dirname "$0")"/lmtp.py "$BUILD" "$@"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "deliver.h"
@@ -358,31 +359,41 @@ batch_run(uv_work_t *req)
 		}
 	}
 	if (!single) {
-		/* each mailbox's new/ once; a failure there makes its entries
-		 * not durable: defer them (Postfix retries; at worst a copy twice) */
-		for (k = 0; k < n; k++) {
-			size_t j;
-			int done = 0;
-			char *e = NULL;
+		/* the renames must be durable too: one mailbox's new/ is one
+		 * directory fsync; several take a second syncfs. A failure makes
+		 * the entries not durable: defer them (Postfix retries; at worst
+		 * a copy twice). */
+		const char *dir1 = NULL;
+		int ndirs = 0, fd = -1;
+		char *e = NULL;
 
+		for (k = 0; k < n; k++) {
 			if (sl[k].one->st != SBX_DELIVER_OK)
 				continue;
-			for (j = 0; j < k && !done; j++)
-				done = sl[j].one->st == SBX_DELIVER_OK &&
-				       strcmp(sl[j].one->mailbox_id, sl[k].one->mailbox_id) == 0;
-			if (done)
-				continue;
-			if (sbx_spool_sync_new(srv->state_dir, sl[k].one->mailbox_id, &e) < 0) {
-				for (j = k; j < n; j++) {
-					if (sl[j].one->st == SBX_DELIVER_OK &&
-					    strcmp(sl[j].one->mailbox_id, sl[k].one->mailbox_id) == 0) {
-						sl[j].one->st = SBX_DELIVER_TEMPFAIL;
-						sl[j].one->error = sbx_xstrdup(e);
-					}
-				}
-				free(e);
+			if (dir1 == NULL) {
+				dir1 = sl[k].one->mailbox_id;
+				ndirs = 1;
+			} else if (strcmp(dir1, sl[k].one->mailbox_id) != 0) {
+				ndirs = 2;
 			}
 		}
+		if (ndirs == 1) {
+			rc = sbx_spool_sync_new(srv->state_dir, dir1, &e);
+		} else if (ndirs > 1) {
+			fd = open(srv->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			rc = fd < 0 ? -1 : syncfs(fd);
+			if (rc < 0)
+				e = sbx_xasprintf("syncfs: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+		}
+		for (k = 0; rc < 0 && k < n; k++) {
+			if (sl[k].one->st == SBX_DELIVER_OK) {
+				sl[k].one->st = SBX_DELIVER_TEMPFAIL;
+				sl[k].one->error = sbx_xstrdup(e);
+			}
+		}
+		free(e);
 	}
 	for (i = 0, k = 0; i < b->n; i++) {
 		size_t j;
