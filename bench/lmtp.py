@@ -179,7 +179,23 @@ def system_busy():
     return (sum(v[:8]) - idle) / TICK
 
 
-class Sealbox:
+class Peer:
+    """A daemon under test: started with self.proc and self.logf set."""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.logf.close()
+        self.proc = None
+
+
+class Sealbox(Peer):
     name = "sealbox"
 
     def __init__(self, build, root, ngroups, nmbox):
@@ -221,17 +237,6 @@ class Sealbox:
     def cpu(self):
         return proc_cpu(self.proc.pid)
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.logf.close()
-        self.proc = None
 
     def log_offset(self):
         return os.path.getsize(self.logpath)
@@ -257,7 +262,7 @@ class Sealbox:
         return [by[mid].get("usage_msgs") for mid in self.ids]
 
 
-class Dovecot:
+class Dovecot(Peer):
     name = "dovecot"
 
     def __init__(self, root, ngroups, nmbox):
@@ -330,17 +335,6 @@ service lmtp {{
     def cpu(self):
         return tree_cpu(self.proc.pid)
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.logf.close()
-        self.proc = None
 
     def counts(self):
         n, tmp = [], 0
