@@ -2,8 +2,13 @@
  * directory.c - see directory.h.
  *
  * One sqlite3 connection per struct sbx_dir; use one handle per thread.
- * Every statement is prepared, bound and finalized inside the call that
- * needs it, so a handle holds no statement between calls. Writers run each
+ * Statements come from a small per-connection cache keyed by SQL text
+ * (stmt_get) and go back to it reset and unbound (stmt_put) before the call
+ * that took them returns, so between calls a handle holds only idle
+ * statements: no open read transaction, nothing that blocks a checkpoint.
+ * lmtpd and the milter run the same few statements for every message;
+ * preparing them once per connection instead of once per call is most of
+ * the CPU they spend in this file. Writers run each
  * mutating call as one BEGIN IMMEDIATE transaction; readers that issue more
  * than one statement wrap them in one deferred (read) transaction so they
  * see a single snapshot.
@@ -32,11 +37,24 @@
 #define DIR_WEBHOOK_SECRET    32          /* generated secret when none given */
 #define DIR_ERROR_MAX         1024        /* bytes of one error line */
 #define DIR_ERROR_VALUE_MAX   128         /* bytes of a quoted value in errors */
+#define DIR_STMT_CACHE        32          /* cached statements per connection */
+#define DIR_PRUNE_INTERVAL    60          /* seconds between lmtp_delivered prunes */
+
+/* One cached statement: sql is its key (a private copy of the text). */
+struct dir_stmt {
+	sqlite3_stmt *st;
+	char *sql;
+	uint64_t used;            /* dir->stmt_clock when last handed out (LRU) */
+	int busy;                 /* handed out by stmt_get, not yet given back */
+};
 
 struct sbx_dir {
 	sqlite3 *db;
 	int flags;
 	char *path;
+	struct dir_stmt stmts[DIR_STMT_CACHE];
+	uint64_t stmt_clock;
+	time_t last_prune;        /* `now` of the last committed lmtp_delivered prune */
 };
 
 /*
@@ -165,19 +183,120 @@ db_fail(struct sbx_dir *dir, char **error_r, const char *what)
 /* -------------------------------------------------------- sqlite helpers */
 
 /*
- * Prepare sql and bind its parameters in order as described by fmt:
+ * Statement cache. stmt_get hands out the cached statement for sql,
+ * preparing it (SQLITE_PREPARE_PERSISTENT) on first use; stmt_put gives it
+ * back reset and with its bindings cleared. Every stmt_get is paired with a
+ * stmt_put on every return path of its caller: a statement left stepped
+ * holds a read transaction open, blocks WAL checkpoints and keeps this
+ * connection on an old snapshot. Keyed by text, not by pointer: some SQL is
+ * built in a stack buffer (mailbox_get, pragma_int).
+ *
+ * At most one cache entry per SQL text. When that entry is already handed
+ * out (the same statement needed again before it was given back), or the
+ * cache is full of handed-out entries, stmt_get prepares a private
+ * statement that stmt_put finalizes. A full cache evicts the least recently
+ * used idle entry. NULL on error, with the reason in sqlite3_errmsg().
+ */
+static sqlite3_stmt *
+stmt_get(struct sbx_dir *dir, const char *sql)
+{
+	struct dir_stmt *slot = NULL, *e;
+	sqlite3_stmt *st = NULL;
+	size_t i;
+
+	for (i = 0; i < DIR_STMT_CACHE; i++) {
+		e = &dir->stmts[i];
+		if (e->st == NULL) {
+			if (slot == NULL || slot->st != NULL)
+				slot = e;
+			continue;
+		}
+		if (strcmp(e->sql, sql) == 0) {
+			if (e->busy) {
+				slot = NULL;    /* in use: a private statement */
+				break;
+			}
+			e->busy = 1;
+			e->used = ++dir->stmt_clock;
+			return e->st;
+		}
+		if (!e->busy && (slot == NULL || (slot->st != NULL && e->used < slot->used)))
+			slot = e;
+	}
+	if (slot == NULL) {
+		if (sqlite3_prepare_v2(dir->db, sql, -1, &st, NULL) != SQLITE_OK)
+			st = NULL;
+		return st;
+	}
+	if (sqlite3_prepare_v3(dir->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK ||
+	    st == NULL) {
+		/* Empty SQL gives SQLITE_OK and no statement; never cached. */
+		(void)sqlite3_finalize(st);
+		return NULL;
+	}
+	if (slot->st != NULL) {         /* evict: idle, so already reset */
+		(void)sqlite3_finalize(slot->st);
+		free(slot->sql);
+	}
+	slot->st = st;
+	slot->sql = sbx_xstrdup(sql);
+	slot->busy = 1;
+	slot->used = ++dir->stmt_clock;
+	return st;
+}
+
+/* Give back a statement from stmt_get and set *st to NULL; NULL is a no-op.
+ * Errors of the last step were reported by whoever stepped it, so the
+ * return values of reset and finalize (which repeat them) are ignored. */
+static void
+stmt_put(struct sbx_dir *dir, sqlite3_stmt **st)
+{
+	size_t i;
+
+	if (*st == NULL)
+		return;
+	for (i = 0; i < DIR_STMT_CACHE; i++) {
+		if (dir->stmts[i].st == *st) {
+			(void)sqlite3_reset(*st);
+			(void)sqlite3_clear_bindings(*st);
+			dir->stmts[i].busy = 0;
+			*st = NULL;
+			return;
+		}
+	}
+	(void)sqlite3_finalize(*st);
+	*st = NULL;
+}
+
+static void
+stmt_cache_free(struct sbx_dir *dir)
+{
+	size_t i;
+
+	for (i = 0; i < DIR_STMT_CACHE; i++) {
+		(void)sqlite3_finalize(dir->stmts[i].st);   /* NULL is a no-op */
+		free(dir->stmts[i].sql);
+		memset(&dir->stmts[i], 0, sizeof(dir->stmts[i]));
+	}
+}
+
+/*
+ * Take sql from the cache and bind its parameters in order as described by
+ * fmt:
  *   't' const char *   text (NULL binds NULL)
  *   'b' const void *, size_t   blob
  *   'i' int64_t
+ * Give the statement back with stmt_put on every path.
  */
 static int
 q_vprepare(struct sbx_dir *dir, sqlite3_stmt **st_r, char **error_r,
 	   const char *sql, const char *fmt, va_list ap)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st;
 	int i, rc = SQLITE_OK;
 
-	if (sqlite3_prepare_v2(dir->db, sql, -1, &st, NULL) != SQLITE_OK)
+	*st_r = NULL;
+	if ((st = stmt_get(dir, sql)) == NULL)
 		return db_fail(dir, error_r, "prepare");
 	for (i = 0; fmt[i] != '\0' && rc == SQLITE_OK; i++) {
 		switch (fmt[i]) {
@@ -205,8 +324,7 @@ q_vprepare(struct sbx_dir *dir, sqlite3_stmt **st_r, char **error_r,
 	}
 	if (rc != SQLITE_OK) {
 		db_fail(dir, error_r, "bind");
-		/* The bind error is reported; finalize only repeats it. */
-		(void)sqlite3_finalize(st);
+		stmt_put(dir, &st);
 		return -1;
 	}
 	*st_r = st;
@@ -239,16 +357,6 @@ q_step(struct sbx_dir *dir, sqlite3_stmt *st, char **error_r)
 	return db_fail(dir, error_r, "step");
 }
 
-static void
-q_finalize(sqlite3_stmt **st)
-{
-	/* sqlite3_finalize() returns the error of the last step, which
-	 * q_step has already reported. */
-	if (*st != NULL)
-		(void)sqlite3_finalize(*st);
-	*st = NULL;
-}
-
 /* Run a statement that returns no rows; returns the number of changed rows
  * or -1. */
 static int
@@ -265,7 +373,8 @@ q_exec(struct sbx_dir *dir, char **error_r, const char *sql, const char *fmt, ..
 		return -1;
 	while ((rc = q_step(dir, st, error_r)) > 0)
 		;
-	q_finalize(&st);
+	stmt_put(dir, &st);
+	/* Reset leaves sqlite3_changes() alone. */
 	return rc < 0 ? -1 : sqlite3_changes(dir->db);
 }
 
@@ -286,8 +395,26 @@ q_int(struct sbx_dir *dir, char **error_r, int64_t *v_r, const char *sql, const 
 	rc = q_step(dir, st, error_r);
 	if (rc > 0)
 		*v_r = sqlite3_column_int64(st, 0);
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	return rc < 0 ? -1 : 0;
+}
+
+/* Run a parameterless statement (BEGIN, COMMIT) from the cache; on failure
+ * report "directory.db: <what>: <sqlite error>" and return -1. */
+static int
+q_simple(struct sbx_dir *dir, const char *sql, const char *what, char **error_r)
+{
+	sqlite3_stmt *st = stmt_get(dir, sql);
+	int rc;
+
+	if (st == NULL)
+		return db_fail(dir, error_r, what);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE)
+		db_fail(dir, error_r, what);
+	stmt_put(dir, &st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* A malloc'd copy of a text column; -1 + error when NULL (corrupt or OOM). */
@@ -309,9 +436,7 @@ col_text(struct sbx_dir *dir, sqlite3_stmt *st, int col, char **s_r, char **erro
 static int
 tx_begin(struct sbx_dir *dir, char **error_r)
 {
-	if (sqlite3_exec(dir->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(dir, error_r, "begin");
-	return 0;
+	return q_simple(dir, "BEGIN IMMEDIATE", "begin", error_r);
 }
 
 static void
@@ -319,7 +444,8 @@ tx_rollback(struct sbx_dir *dir)
 {
 	/* Only on error paths with *error_r already set. Some errors roll the
 	 * transaction back by themselves; a failing ROLLBACK leaves nothing
-	 * more to report (closing the connection rolls back too). */
+	 * more to report (closing the connection rolls back too). Rare, so
+	 * not worth a cache entry. */
 	if (!sqlite3_get_autocommit(dir->db))
 		(void)sqlite3_exec(dir->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -327,8 +453,7 @@ tx_rollback(struct sbx_dir *dir)
 static int
 tx_commit(struct sbx_dir *dir, char **error_r)
 {
-	if (sqlite3_exec(dir->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_fail(dir, error_r, "commit");
+	if (q_simple(dir, "COMMIT", "commit", error_r) < 0) {
 		tx_rollback(dir);
 		return -1;
 	}
@@ -342,8 +467,8 @@ rd_begin(struct sbx_dir *dir, int *began_r, char **error_r)
 	*began_r = 0;
 	if (!sqlite3_get_autocommit(dir->db))
 		return 0;
-	if (sqlite3_exec(dir->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(dir, error_r, "begin");
+	if (q_simple(dir, "BEGIN", "begin", error_r) < 0)
+		return -1;
 	*began_r = 1;
 	return 0;
 }
@@ -358,8 +483,7 @@ rd_end(struct sbx_dir *dir, int began, int rc, char **error_r)
 		tx_rollback(dir);
 		return rc;
 	}
-	if (sqlite3_exec(dir->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_fail(dir, error_r, "end read");
+	if (q_simple(dir, "COMMIT", "end read", error_r) < 0) {
 		tx_rollback(dir);
 		return -1;
 	}
@@ -424,7 +548,8 @@ check_file(struct sbx_dir *dir, int64_t *version_r, char **error_r)
 		nobjects = sqlite3_column_int64(st, 0);
 	else
 		fail(error_r, "%s: %s", dir->path, sqlite3_errmsg(dir->db));
-	q_finalize(&st);
+	/* Run once per open: not cached. Its step error is reported above. */
+	(void)sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
 		return -1;
 	if (pragma_int(dir, "user_version", version_r, error_r) < 0 ||
@@ -495,7 +620,7 @@ set_pragmas(struct sbx_dir *dir, char **error_r)
 		fail(error_r, "directory.db: PRAGMA journal_mode returned nothing");
 		rc = -1;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0)
 		return -1;
 	if (sqlite3_exec(dir->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK)
@@ -574,8 +699,9 @@ sbx_dir_close(struct sbx_dir **dirp)
 
 	if (dir == NULL)
 		return;
-	/* Every statement is finalized by the call that made it, so close
+	/* The cache holds every statement left on the connection, so close
 	 * cannot be busy; close_v2 still frees the handle if it were. */
+	stmt_cache_free(dir);
 	if (dir->db != NULL && sqlite3_close(dir->db) != SQLITE_OK)
 		(void)sqlite3_close_v2(dir->db);
 	free(dir->path);
@@ -1187,7 +1313,7 @@ sbx_dir_domain_list(struct sbx_dir *dir, char ***names_r, size_t *n_r, char **er
 			break;
 		n++;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0) {
 		sbx_strv_free(v, n);
 		return -1;
@@ -1258,7 +1384,7 @@ mailbox_get(struct sbx_dir *dir, const char *column, const char *value,
 		sbx_dir_mailbox_clear(m_r);
 		rc = -1;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	return rc;
 }
 
@@ -1293,7 +1419,7 @@ mailbox_lookup(struct sbx_dir *dir, const char *key, struct sbx_dir_mailbox *m_r
 	rc = q_step(dir, st, error_r);
 	if (rc > 0 && col_text(dir, st, 0, &id, error_r) < 0)
 		rc = -1;
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc > 0)
 		rc = mailbox_get(dir, "id", id, m_r, error_r);
 	free(id);
@@ -1461,7 +1587,7 @@ sbx_dir_mailbox_list(struct sbx_dir *dir, struct sbx_dir_mailbox **v_r, size_t *
 		}
 		n++;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0) {
 		sbx_dir_mailbox_list_free(v, n);
 		return -1;
@@ -1581,7 +1707,7 @@ sbx_dir_usage_add(struct sbx_dir *dir, const char *mailbox_id, int64_t dbytes, i
 		bytes = clamp_add(sqlite3_column_int64(st, 0), dbytes);
 		msgs = clamp_add(sqlite3_column_int64(st, 1), dmsgs);
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc == 0)
 		fail_v(error_r, "no such mailbox", mailbox_id, "");
 	if (rc <= 0 ||
@@ -1623,7 +1749,7 @@ sbx_dir_delivery_seen(struct sbx_dir *dir, const char *queue_id, const char *rcp
 
 		snprintf(delivery_id_r, SBX_ID_HEX, "%s", id != NULL ? (const char *)id : "");
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	return rc;
 }
 
@@ -1632,6 +1758,7 @@ sbx_dir_deliveries_record(struct sbx_dir *dir, const struct sbx_dir_delivery *v,
 			  time_t now, char **error_r)
 {
 	size_t i;
+	int prune;
 
 	if (n == 0)
 		return 0;
@@ -1651,11 +1778,19 @@ sbx_dir_deliveries_record(struct sbx_dir *dir, const struct sbx_dir_delivery *v,
 			goto fail;
 	}
 	/* Postfix gives up on a message after maximal_queue_lifetime (5 days
-	 * by default): a week of records covers every retry. */
-	if (q_exec(dir, error_r, "DELETE FROM lmtp_delivered WHERE at < ?", "i",
-		   (int64_t)now - SBX_DIR_DELIVERED_KEEP) < 0)
+	 * by default): a week of records covers every retry. Expired records
+	 * are harmless for a while, so prune at most once a DIR_PRUNE_INTERVAL
+	 * per connection (or when the clock went back), not on every batch. */
+	prune = now < dir->last_prune || now - dir->last_prune >= DIR_PRUNE_INTERVAL;
+	if (prune && q_exec(dir, error_r, "DELETE FROM lmtp_delivered WHERE at < ?", "i",
+			    (int64_t)now - SBX_DIR_DELIVERED_KEEP) < 0)
 		goto fail;
-	return tx_commit(dir, error_r);
+	if (tx_commit(dir, error_r) < 0)
+		return -1;
+	/* Only a committed prune counts: a rolled back one must run again. */
+	if (prune)
+		dir->last_prune = now;
+	return 0;
 fail:
 	tx_rollback(dir);
 	return -1;
@@ -1704,7 +1839,7 @@ sbx_dir_envelopes_get(struct sbx_dir *dir, const char *mailbox_id,
 		memcpy(v[n].blob, blob, v[n].len);
 		n++;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rd_end(dir, began, rc, error_r) < 0) {
 		sbx_dir_envelopes_free(v, n);
 		return -1;
@@ -1929,7 +2064,7 @@ targets_load(struct sbx_dir *dir, int64_t alias_id, struct sbx_target **v_r, siz
 			break;
 		n++;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0) {
 		sbx_targets_free(v, n);
 		return -1;
@@ -2218,7 +2353,7 @@ alias_list_q(struct sbx_dir *dir, struct sbx_dir_alias **v_r, size_t *n_r, char 
 			break;
 		n++;
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	for (i = 0; rc >= 0 && i < n; i++)
 		rc = targets_load(dir, ids[i], &v[i].targets, &v[i].ntargets, error_r);
 	free(ids);
@@ -2324,7 +2459,7 @@ resolve_regex(struct sbx_dir *dir, const char *domain, const char *local,
 			break;
 		}
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0 || matched == NULL)
 		return rc < 0 ? -1 : 0;
 	if (targets_load(dir, id, targets_r, n_r, error_r) < 0) {
@@ -2432,7 +2567,7 @@ sbx_dir_webhook_get(struct sbx_dir *dir, const char *webhook_id, struct sbx_targ
 			rc = col_text(dir, st, 0, &t_r->value, error_r);
 		}
 	}
-	q_finalize(&st);
+	stmt_put(dir, &st);
 	if (rc < 0) {
 		sbx_target_free(t_r);
 		return -1;

@@ -1,5 +1,6 @@
 /* test_directory.c - directory.db: open, schema, domains, addresses, URLs,
- * mailboxes, envelopes, aliases and resolution, usage counters. */
+ * mailboxes, envelopes, aliases and resolution, usage counters, the
+ * statement cache and the lmtp_delivered records. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -186,6 +188,24 @@ resolve_str(struct sbx_dir *dir, const char *address)
 	CHECKF(strcmp(got_, want) == 0, "resolve %s: got '%s', want '%s'", addr, got_, want); \
 	free(got_); \
 } while (0)
+
+/* How many statements the connection holds (*total_r) and how many of them
+ * are stepped and not reset: each call must give its statements back
+ * reset, or the connection keeps a read transaction open. */
+static int
+stmts_busy(struct sbx_dir *dir, int *total_r)
+{
+	sqlite3_stmt *st = NULL;
+	int busy = 0, total = 0;
+
+	while ((st = sqlite3_next_stmt(sbx_dir_db(dir), st)) != NULL) {
+		total++;
+		busy += sqlite3_stmt_busy(st) != 0;
+	}
+	if (total_r != NULL)
+		*total_r = total;
+	return busy;
+}
 
 /* ------------------------------------------------------------------ tests */
 
@@ -992,6 +1012,167 @@ TEST(usage)
 	rm_rf(state);
 }
 
+TEST(statement_cache)
+{
+	char *state = new_state(), *err = NULL, id[SBX_ID_HEX] = "", id2[SBX_ID_HEX] = "";
+	char seen[SBX_ID_HEX], want[128], **names;
+	struct sbx_dir *w = open_new(state), *r = NULL;
+	struct sbx_dir_mailbox m, *mv;
+	struct sbx_dir_alias *av;
+	struct sbx_dir_envelope *ev;
+	struct sbx_dir_delivery d;
+	int i, total = 0, log = -1, ckpt = -1;
+	size_t n;
+
+	CHECK(add_domain(w, "example.com"));
+	CHECK(add_mailbox(w, "a@example.com", id));
+	CHECK(ok(sbx_dir_open(state, SBX_DIR_RDONLY, &r, &err), &err));
+	if (r == NULL)
+		goto out;
+	snprintf(want, sizeof(want), "a@example.com -> mailbox:%s", id);
+	/* The per-message lookups, again and again, hits and misses: the
+	 * statements are reused and always given back reset. */
+	for (i = 0; i < 3; i++) {
+		CHECK(ok(sbx_dir_mailbox_find(r, "a@example.com", &m, &err), &err));
+		sbx_dir_mailbox_clear(&m);
+		CHECK(ok(sbx_dir_mailbox_find(r, id, &m, &err), &err));
+		sbx_dir_mailbox_clear(&m);
+		CHECK(fails_with(sbx_dir_mailbox_find(r, "b@example.com", &m, &err), &err,
+				 "no such mailbox"));
+		CHECK(sbx_dir_delivery_seen(r, "Q1", "a@example.com", seen, &err) == 0);
+		CHECK_RESOLVE(r, "a+tag@example.com", want);
+		CHECK_RESOLVE(r, "b@example.com", "unknown");
+		CHECK(stmts_busy(r, NULL) == 0);
+	}
+	/* A failing write on the read-only connection gives its statements back. */
+	CHECK(sbx_dir_domain_add(r, "other.com", &err) == -1);
+	free(err);
+	err = NULL;
+	CHECK(stmts_busy(r, NULL) == 0);
+
+	/* The reader's cached statements see the writer's later commits. */
+	CHECK(add_mailbox(w, "b@example.com", id2));
+	d.mailbox_id = id;
+	d.queue_id = "Q1";
+	d.rcpt = "a@example.com";
+	d.delivery_id = id2;
+	d.bytes = 10;
+	CHECK(ok(sbx_dir_deliveries_record(w, &d, 1, time(NULL), &err), &err));
+	CHECK(ok(sbx_dir_mailbox_find(r, "b@example.com", &m, &err), &err));
+	sbx_dir_mailbox_clear(&m);
+	CHECK(ok(sbx_dir_mailbox_find(r, "a@example.com", &m, &err), &err));
+	CHECK(m.usage_msgs == 1 && m.usage_bytes == 10);
+	sbx_dir_mailbox_clear(&m);
+	CHECK(sbx_dir_delivery_seen(r, "Q1", "a@example.com", seen, &err) == 1);
+	CHECK(strcmp(seen, id2) == 0);
+	/* An idle reader does not hold the WAL: a TRUNCATE checkpoint
+	 * completes (it would wait out the busy timeout otherwise). */
+	CHECK(sqlite3_wal_checkpoint_v2(sbx_dir_db(w), NULL, SQLITE_CHECKPOINT_TRUNCATE,
+					&log, &ckpt) == SQLITE_OK);
+	CHECK(log == 0 && ckpt == 0);
+
+	/* Much of the API on one connection, with error paths: nothing stays
+	 * stepped, and the cache stays bounded (DIR_STMT_CACHE, 32). */
+	CHECK(fails_with(sbx_dir_domain_add(w, "example.com", &err), &err, "already exists"));
+	CHECK(fails_with(sbx_dir_domain_del(w, "example.com", &err), &err, "in use"));
+	CHECK(add_domain(w, "example.org"));
+	CHECK(ok(sbx_dir_domain_list(w, &names, &n, &err), &err));
+	sbx_strv_free(names, n);
+	CHECK(ok(sbx_dir_mailbox_list(w, &mv, &n, &err), &err));
+	sbx_dir_mailbox_list_free(mv, n);
+	CHECK(add_alias(w, "team@example.com", (const char *const[]){ "mailbox:a@example.com",
+		"forward:x@example.net", "webhook:https://hooks.example.net/x", NULL }));
+	CHECK(add_alias(w, "~r[0-9]+@example.com", (const char *const[]){ "mailbox:b@example.com", NULL }));
+	CHECK(add_alias(w, "*@example.com", (const char *const[]){ "mailbox:a@example.com", NULL }));
+	CHECK(fails_with(sbx_dir_alias_del(w, "a@example.com", &err), &err, "is a mailbox"));
+	CHECK(ok(sbx_dir_alias_list(w, &av, &n, &err), &err));
+	sbx_dir_alias_list_free(av, n);
+	CHECK(ok(sbx_dir_envelope_put(w, id, "e1", test_env, sizeof(test_env), &err), &err));
+	CHECK(ok(sbx_dir_envelopes_get(w, id, &ev, &n, &err), &err));
+	CHECK(n == 2);
+	sbx_dir_envelopes_free(ev, n);
+	CHECK(fails_with(sbx_dir_envelope_replace(w, id, "e1", test_pk, sizeof(test_pk), test_env,
+						  sizeof(test_env), &err), &err, "changed meanwhile"));
+	CHECK(ok(sbx_dir_envelope_del(w, id, "e1", &err), &err));
+	CHECK(ok(sbx_dir_usage_add(w, id, 5, 1, &err), &err));
+	CHECK(ok(sbx_dir_usage_set(w, id, 5, 1, &err), &err));
+	CHECK(ok(sbx_dir_mailbox_set_quota(w, id, 100, &err), &err));
+	snprintf(want, sizeof(want), "~r[0-9]+@example.com -> mailbox:%s", id2);
+	CHECK_RESOLVE(w, "r12@example.com", want);
+	CHECK(stmts_busy(w, &total) == 0);
+	CHECKF(total > 0 && total <= 32, "%d statements cached", total);
+	CHECK(ok(sbx_dir_mailbox_del(w, id2, &err), &err));
+	CHECK(stmts_busy(w, &total) == 0);
+	CHECKF(total > 0 && total <= 32, "%d statements cached", total);
+	CHECK(stmts_busy(r, NULL) == 0);
+	sbx_dir_close(&r);
+out:
+	sbx_dir_close(&w);
+	rm_rf(state);
+}
+
+TEST(delivered_prune)
+{
+	char *state = new_state(), *err = NULL, id[SBX_ID_HEX] = "", seen[SBX_ID_HEX];
+	struct sbx_dir *dir = open_new(state), *other = NULL;
+	struct sbx_dir_delivery d;
+	time_t t0 = time(NULL);
+	char *sql;
+
+#define OLD_ROW(q, at) do { \
+	sql = sbx_xasprintf("INSERT INTO lmtp_delivered VALUES ('%s', 'r@example.com', 'x', %lld)", \
+			    q, (long long)(at)); \
+	CHECK(sqlite3_exec(sbx_dir_db(dir), sql, NULL, NULL, NULL) == SQLITE_OK); \
+	free(sql); \
+} while (0)
+#define RECORD(dir_, now) CHECK(ok(sbx_dir_deliveries_record(dir_, &d, 1, now, &err), &err))
+#define SEEN(q) sbx_dir_delivery_seen(dir, q, "r@example.com", seen, &err)
+	CHECK(add_domain(dir, "example.com"));
+	CHECK(add_mailbox(dir, "a@example.com", id));
+	d.mailbox_id = id;
+	d.queue_id = "QNEW";
+	d.rcpt = "a@example.com";
+	d.delivery_id = id;
+	d.bytes = 1;
+	/* The first batch of a connection prunes. */
+	OLD_ROW("OLD1", t0 - SBX_DIR_DELIVERED_KEEP - 1);
+	OLD_ROW("KEEP", t0 - SBX_DIR_DELIVERED_KEEP);
+	RECORD(dir, t0);
+	CHECK(SEEN("OLD1") == 0);
+	CHECK(SEEN("KEEP") == 1);
+	/* Within a minute of that prune, expired records stay... */
+	OLD_ROW("OLD2", t0 - SBX_DIR_DELIVERED_KEEP - 1);
+	RECORD(dir, t0 + 59);
+	CHECK(SEEN("OLD2") == 1);
+	CHECK(SEEN("KEEP") == 1);
+	/* ...a minute later they go, with the same cutoff as ever. */
+	RECORD(dir, t0 + 60);
+	CHECK(SEEN("OLD2") == 0);
+	CHECK(SEEN("KEEP") == 0);
+	CHECK(sbx_dir_delivery_seen(dir, "QNEW", "a@example.com", seen, &err) == 1);
+	/* A clock that went back prunes at once. */
+	OLD_ROW("OLD3", t0 - 10 - SBX_DIR_DELIVERED_KEEP - 1);
+	RECORD(dir, t0 - 10);
+	CHECK(SEEN("OLD3") == 0);
+	/* Each connection keeps its own prune time. */
+	OLD_ROW("OLD4", t0 - SBX_DIR_DELIVERED_KEEP - 1);
+	CHECK(ok(sbx_dir_open(state, 0, &other, &err), &err));
+	if (other != NULL) {
+		RECORD(other, t0);
+		CHECK(SEEN("OLD4") == 0);
+		sbx_dir_close(&other);
+	}
+	/* An empty batch does nothing at all. */
+	OLD_ROW("OLD5", t0 - SBX_DIR_DELIVERED_KEEP - 1);
+	CHECK(ok(sbx_dir_deliveries_record(dir, &d, 0, t0 + 3600, &err), &err));
+	CHECK(SEEN("OLD5") == 1);
+#undef OLD_ROW
+#undef RECORD
+#undef SEEN
+	sbx_dir_close(&dir);
+	rm_rf(state);
+}
+
 int
 main(void)
 {
@@ -1006,5 +1187,7 @@ main(void)
 	RUN(envelopes);
 	RUN(aliases_resolve);
 	RUN(usage);
+	RUN(statement_cache);
+	RUN(delivered_prune);
 	return tap_done();
 }
