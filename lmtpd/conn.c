@@ -254,7 +254,14 @@ judge_rcpt(struct conn *c, const struct sbx_lmtp_rcpt *r)
 
 /* ---- mailbox delivery ---- */
 
+struct msg_work;
+
+/* One recipient's delivery: its own job on the thread pool, so that the
+ * recipients of concurrent messages (and of one message) seal and sync in
+ * parallel; deliveries to one mailbox take turns on its journal lock. */
 struct one {
+	uv_work_t work;
+	struct msg_work *w;
 	struct sbx_deliver_req req;
 	char mailbox_id[SBX_ID_HEX];
 	char *rcpt, *orcpt, *received;
@@ -265,8 +272,9 @@ struct one {
 };
 
 struct msg_work {
-	struct msg_work *next;        /* the server's queue */
 	struct conn *c;
+	size_t pending;               /* recipients still on the thread pool */
+	int failed;                   /* a job could not be queued */
 	char *msg;
 	size_t len;
 	char *mail_from, *queue_id;
@@ -275,216 +283,58 @@ struct msg_work {
 	uint64_t t0;
 };
 
-/* Deliveries queued while a batch runs are taken together by the next one
- * (group commit): their spool entries are written first, made durable by
- * one syncfs(2) instead of one fsync each, renamed, each mailbox's new/
- * fsync'd once, and recorded in one directory.db commit. */
-struct batch {
-	uv_work_t req;
-	struct server *srv;
-	struct msg_work **v;
-	size_t n;
-};
-
-#define BATCH_MAX 64            /* messages per group commit */
-
-struct slot {
-	struct one *one;
-	struct sbx_dir_mailbox mb;
-	struct sbx_deliver_staged *staged;
-};
-
 static void
-batch_run(uv_work_t *req)
+one_run(uv_work_t *req)
 {
-	struct batch *b = req->data;
-	struct server *srv = b->srv;
-	struct slot *sl;
-	struct sbx_dir_delivery *rec;
-	size_t i, k, n = 0, nok = 0, nrec = 0;
+	struct one *one = req->data;
+	struct server *srv = one->w->c->srv;
+	struct sbx_dir_mailbox mb;
+	struct sbx_dir_delivery rec;
 	char *err = NULL;
-	int single, rc = 0;
 
-	for (i = 0; i < b->n; i++)
-		n += b->v[i]->n;
-	sl = sbx_xcalloc(n + 1, sizeof(*sl));
-	rec = sbx_xcalloc(n + 1, sizeof(*rec));
-	for (i = 0, k = 0; i < b->n; i++) {
-		size_t j;
-
-		for (j = 0; j < b->v[i]->n; j++)
-			sl[k++].one = &b->v[i]->v[j];
-	}
 	pthread_mutex_lock(&srv->dir_lock);
-	for (k = 0; k < n; k++) {
-		sl[k].one->st = sbx_deliver_check(srv->dir, &sl[k].one->req, &sl[k].mb,
-						  sl[k].one->delivery_id, &sl[k].one->error);
-		if (sl[k].one->st == SBX_DELIVER_OK)
-			nok++;
-	}
+	one->st = sbx_deliver_check(srv->dir, &one->req, &mb, one->delivery_id, &one->error);
 	pthread_mutex_unlock(&srv->dir_lock);
-	/* one entry: fsync it and its directory as usual; more: group them */
-	single = nok == 1;
-	for (k = 0; k < n; k++) {
-		struct one *one = sl[k].one;
-
-		if (one->st != SBX_DELIVER_OK)
-			continue;
-		one->req.delivery_id = one->delivery_id;
-		one->st = sbx_deliver_stage(srv->state_dir, &one->req, &sl[k].mb, single, &sl[k].staged,
-					    &one->bytes, &one->error);
-		sbx_dir_mailbox_clear(&sl[k].mb);
-	}
-	if (!single) {
-		for (k = 0; k < n && rc == 0; k++) {
-			if (sl[k].staged != NULL) {
-				rc = syncfs(sbx_deliver_staged_fd(sl[k].staged));
-				if (rc < 0)
-					err = sbx_xasprintf("syncfs: %s", strerror(errno));
-				break;
-			}
-		}
-	}
-	for (k = 0; k < n; k++) {
-		struct one *one = sl[k].one;
-
-		if (sl[k].staged == NULL)
-			continue;
-		if (rc < 0) {
-			sbx_deliver_abort(&sl[k].staged);
-			one->st = SBX_DELIVER_TEMPFAIL;
-			one->error = sbx_xstrdup(err);
-		} else if (sbx_deliver_publish(&sl[k].staged, single, one->delivery_id, &one->error) < 0) {
-			one->st = SBX_DELIVER_TEMPFAIL;
-		}
-	}
-	if (!single) {
-		/* the renames must be durable too: one mailbox's new/ is one
-		 * directory fsync; several take a second syncfs. A failure makes
-		 * the entries not durable: defer them (Postfix retries; at worst
-		 * a copy twice). */
-		const char *dir1 = NULL;
-		int ndirs = 0, fd = -1;
-		char *e = NULL;
-
-		for (k = 0; k < n; k++) {
-			if (sl[k].one->st != SBX_DELIVER_OK)
-				continue;
-			if (dir1 == NULL) {
-				dir1 = sl[k].one->mailbox_id;
-				ndirs = 1;
-			} else if (strcmp(dir1, sl[k].one->mailbox_id) != 0) {
-				ndirs = 2;
-			}
-		}
-		if (ndirs == 1) {
-			rc = sbx_spool_sync_new(srv->state_dir, dir1, &e);
-		} else if (ndirs > 1) {
-			fd = open(srv->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			rc = fd < 0 ? -1 : syncfs(fd);
-			if (rc < 0)
-				e = sbx_xasprintf("syncfs: %s", strerror(errno));
-			if (fd >= 0)
-				close(fd);
-		}
-		for (k = 0; rc < 0 && k < n; k++) {
-			if (sl[k].one->st == SBX_DELIVER_OK) {
-				sl[k].one->st = SBX_DELIVER_TEMPFAIL;
-				sl[k].one->error = sbx_xstrdup(e);
-			}
-		}
-		free(e);
-	}
-	for (i = 0, k = 0; i < b->n; i++) {
-		size_t j;
-
-		for (j = 0; j < b->v[i]->n; j++, k++) {
-			struct one *one = sl[k].one;
-
-			if (one->st != SBX_DELIVER_OK)
-				continue;
-			rec[nrec].mailbox_id = one->mailbox_id;
-			rec[nrec].queue_id = b->v[i]->queue_id;
-			rec[nrec].rcpt = one->rcpt;
-			rec[nrec].delivery_id = one->delivery_id;
-			rec[nrec].bytes = one->bytes;
-			nrec++;
-		}
-	}
-	/* usage and dedup records of every copy in one commit; if it fails the
-	 * entries are on disk but not answered 250: Postfix retries, and the
-	 * mailbox may get the message twice, never zero times */
-	free(err);
-	err = NULL;
+	if (one->st != SBX_DELIVER_OK)
+		return;
+	one->st = sbx_deliver_write(srv->state_dir, &one->req, &mb, one->delivery_id, &one->bytes,
+				    &one->error);
+	sbx_dir_mailbox_clear(&mb);
+	if (one->st != SBX_DELIVER_OK)
+		return;
+	/* usage and the dedup record; if this fails the record is in the
+	 * journal but not answered 250: Postfix retries, and the mailbox may
+	 * get the message twice, never zero times */
+	memset(&rec, 0, sizeof(rec));
+	rec.mailbox_id = one->mailbox_id;
+	rec.queue_id = one->w->queue_id;
+	rec.rcpt = one->rcpt;
+	rec.delivery_id = one->delivery_id;
+	rec.bytes = one->bytes;
 	pthread_mutex_lock(&srv->dir_lock);
-	if (sbx_dir_deliveries_record(srv->dir, rec, nrec, time(NULL), &err) < 0) {
-		for (k = 0; k < n; k++) {
-			if (sl[k].one->st == SBX_DELIVER_OK) {
-				sl[k].one->st = SBX_DELIVER_TEMPFAIL;
-				sl[k].one->error = sbx_xasprintf("recording delivery: %s", err);
-			}
-		}
+	if (sbx_dir_deliveries_record(srv->dir, &rec, 1, time(NULL), &err) < 0) {
+		one->st = SBX_DELIVER_TEMPFAIL;
+		one->error = sbx_xasprintf("recording delivery: %s", err);
 		free(err);
 	}
 	pthread_mutex_unlock(&srv->dir_lock);
-	free(rec);
-	free(sl);
 }
 
 static void deliver_done(struct msg_work *w, int status);
-static void batch_start(struct server *srv);
 
 static void
-batch_done(uv_work_t *req, int status)
+one_done(uv_work_t *req, int status)
 {
-	struct batch *b = req->data;
-	struct server *srv = b->srv;
-	size_t i;
+	struct one *one = req->data;
+	struct msg_work *w = one->w;
 
-	srv->batch_running = 0;
-	for (i = 0; i < b->n; i++)
-		deliver_done(b->v[i], status);
-	free(b->v);
-	free(b);
-	if (srv->queue != NULL)
-		batch_start(srv);
-}
-
-static void
-batch_start(struct server *srv)
-{
-	struct batch *b = sbx_xcalloc(1, sizeof(*b));
-	size_t i;
-
-	b->req.data = b;
-	b->srv = srv;
-	b->v = sbx_xcalloc(BATCH_MAX, sizeof(*b->v));
-	while (srv->queue != NULL && b->n < BATCH_MAX) {
-		b->v[b->n++] = srv->queue;
-		srv->queue = srv->queue->next;
+	if (status != 0) {
+		one->st = SBX_DELIVER_TEMPFAIL;
+		if (one->error == NULL)
+			one->error = sbx_xstrdup("delivery cancelled");
 	}
-	if (srv->queue == NULL)
-		srv->queue_tail = &srv->queue;
-	srv->batch_running = 1;
-	if (uv_queue_work(srv->loop, &b->req, batch_run, batch_done) < 0) {
-		srv->batch_running = 0;
-		for (i = 0; i < b->n; i++)
-			deliver_done(b->v[i], -1);
-		free(b->v);
-		free(b);
-	}
-}
-
-static void
-batch_add(struct server *srv, struct msg_work *w)
-{
-	w->next = NULL;
-	if (srv->queue_tail == NULL)
-		srv->queue_tail = &srv->queue;
-	*srv->queue_tail = w;
-	srv->queue_tail = &w->next;
-	if (!srv->batch_running)
-		batch_start(srv);
+	if (--w->pending == 0)
+		deliver_done(w, 0);
 }
 
 static void
@@ -616,7 +466,21 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 		one->req.arrival = now;
 	}
 	c->busy = 1;
-	batch_add(c->srv, w);
+	w->pending = 1;   /* held until every job is queued */
+	for (i = 0; i < w->n; i++) {
+		struct one *one = &w->v[i];
+
+		one->w = w;
+		one->work.data = one;
+		w->pending++;
+		if (uv_queue_work(c->srv->loop, &one->work, one_run, one_done) < 0) {
+			w->pending--;
+			one->st = SBX_DELIVER_TEMPFAIL;
+			one->error = sbx_xstrdup("cannot queue the delivery");
+		}
+	}
+	if (--w->pending == 0)
+		deliver_done(w, 0);
 }
 
 /* ---- the event loop of one connection ---- */

@@ -14,8 +14,6 @@
 #include "lmtp.h"
 
 enum listener_kind { LISTEN_MAILBOX, LISTEN_WEBHOOK };
-struct msg_work;
-
 struct server {
 	uv_loop_t *loop;
 	struct sbx_config *cfg;
@@ -37,9 +35,6 @@ struct server {
 	int stopping;
 	unsigned long conn_seq;
 	struct webhooks *webhooks;   /* webhook.c */
-	/* group commit of mailbox deliveries (conn.c) */
-	struct msg_work *queue, **queue_tail;
-	int batch_running;
 };
 
 struct conn {

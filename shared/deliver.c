@@ -76,25 +76,18 @@ sbx_deliver_check(struct sbx_dir *dir, const struct sbx_deliver_req *r, struct s
 	return SBX_DELIVER_OK;
 }
 
-struct sbx_deliver_staged {
-	struct sbx_spool_writer *w;
-	char mailbox_id[SBX_ID_HEX];
-};
-
 enum sbx_deliver_status
-sbx_deliver_stage(const char *state_dir, const struct sbx_deliver_req *r,
-		  const struct sbx_dir_mailbox *m, int sync_data, struct sbx_deliver_staged **staged_r,
-		  uint64_t *bytes_r, char **error_r)
+sbx_deliver_write(const char *state_dir, const struct sbx_deliver_req *r,
+		  const struct sbx_dir_mailbox *m, char delivery_id_r[SBX_ID_HEX], uint64_t *bytes_r,
+		  char **error_r)
 {
 	struct sbx_spool_meta meta;
 	struct sbx_spool_writer *w = NULL;
-	struct sbx_deliver_staged *sd;
 	const char *to;
 	char *hdr;
 	size_t hlen;
 
 	*bytes_r = 0;
-	*staged_r = NULL;
 	to = r->orcpt != NULL && r->orcpt[0] != '\0' ? r->orcpt : m->address;
 	if (!header_safe(to) || (r->received != NULL && !header_safe(r->received))) {
 		*error_r = sbx_xstrdup("line break in a header value");
@@ -107,75 +100,21 @@ sbx_deliver_stage(const char *state_dir, const struct sbx_deliver_req *r,
 	meta.mail_from = (char *)(r->mail_from != NULL ? r->mail_from : "");
 	meta.orcpt = (char *)to;
 	meta.size = hlen + r->len;
-	if (r->delivery_id != NULL && sbx_is_id(r->delivery_id))
+	if (delivery_id_r[0] != '\0' && sbx_is_id(delivery_id_r))
+		memcpy(meta.delivery_id, delivery_id_r, SBX_ID_HEX);
+	else if (r->delivery_id != NULL && sbx_is_id(r->delivery_id))
 		memcpy(meta.delivery_id, r->delivery_id, SBX_ID_HEX);
 	if (sbx_spool_writer_begin(state_dir, r->mailbox_id, m->spool_pk, &meta, &w, error_r) < 0 ||
 	    sbx_spool_writer_write(w, hdr, hlen, error_r) < 0 ||
-	    sbx_spool_writer_write(w, r->msg, r->len, error_r) < 0 ||
-	    sbx_spool_writer_finish(w, sync_data, error_r) < 0) {
-		if (w != NULL)
-			sbx_spool_writer_abort(&w);
+	    sbx_spool_writer_write(w, r->msg, r->len, error_r) < 0) {
+		sbx_spool_writer_abort(&w);
 		free(hdr);
 		return SBX_DELIVER_TEMPFAIL;
 	}
 	free(hdr);
-	sd = sbx_xcalloc(1, sizeof(*sd));
-	sd->w = w;
-	snprintf(sd->mailbox_id, sizeof(sd->mailbox_id), "%s", r->mailbox_id);
-	*staged_r = sd;
-	*bytes_r = meta.size;
-	return SBX_DELIVER_OK;
-}
-
-int
-sbx_deliver_staged_fd(const struct sbx_deliver_staged *sd)
-{
-	return sbx_spool_writer_fd(sd->w);
-}
-
-int
-sbx_deliver_publish(struct sbx_deliver_staged **sdp, int sync_dir, char delivery_id_r[SBX_ID_HEX],
-		    char **error_r)
-{
-	struct sbx_deliver_staged *sd = *sdp;
-	int rc;
-
-	*sdp = NULL;
-	rc = sbx_spool_writer_publish(&sd->w, sync_dir, delivery_id_r, error_r);
-	free(sd);
-	return rc;
-}
-
-void
-sbx_deliver_abort(struct sbx_deliver_staged **sdp)
-{
-	struct sbx_deliver_staged *sd = *sdp;
-
-	if (sd == NULL)
-		return;
-	*sdp = NULL;
-	sbx_spool_writer_abort(&sd->w);
-	free(sd);
-}
-
-enum sbx_deliver_status
-sbx_deliver_write(const char *state_dir, const struct sbx_deliver_req *r,
-		  const struct sbx_dir_mailbox *m, char delivery_id_r[SBX_ID_HEX], uint64_t *bytes_r,
-		  char **error_r)
-{
-	struct sbx_deliver_staged *sd;
-	struct sbx_deliver_req rr = *r;
-	enum sbx_deliver_status st;
-
-	if (delivery_id_r[0] != '\0')
-		rr.delivery_id = delivery_id_r;
-	st = sbx_deliver_stage(state_dir, &rr, m, 1, &sd, bytes_r, error_r);
-	if (st != SBX_DELIVER_OK)
-		return st;
-	if (sbx_deliver_publish(&sd, 1, delivery_id_r, error_r) < 0) {
-		*bytes_r = 0;
+	if (sbx_spool_writer_commit(&w, delivery_id_r, error_r) < 0)
 		return SBX_DELIVER_TEMPFAIL;
-	}
+	*bytes_r = meta.size;
 	return SBX_DELIVER_OK;
 }
 

@@ -9,13 +9,13 @@
  *      250 is SBX_DELIVER_DUPLICATE: nothing is stored again;
  *   3. quota: usage_bytes + the message > quota -> SBX_DELIVER_OVER_QUOTA;
  *   4. Delivered-To and Received are prepended (the message's own line
- *      ending), the rest is kept byte-exact, and the whole is sealed into
- *      spool/<id>/tmp, fsync'd, renamed into new/ and new/ fsync'd;
+ *      ending), the rest is kept byte-exact, and the whole is sealed and
+ *      appended to the mailbox's spool journal and fdatasync'd (spool.h);
  *   5. the caller records usage and the (queue id, recipient) with
  *      sbx_dir_deliveries_record (one transaction for a batch), and only
  *      then answers 250.
  * Any failure in 4 or 5 is SBX_DELIVER_TEMPFAIL with nothing half-written
- * left in new/ (the spool writer removes its tmp file).
+ * left in the journal (the spool writer cuts a failed record off).
  */
 #ifndef SBX_DELIVER_H
 #define SBX_DELIVER_H
@@ -56,24 +56,12 @@ enum sbx_deliver_status sbx_deliver_check(struct sbx_dir *dir, const struct sbx_
 					  struct sbx_dir_mailbox *m_r, char delivery_id_r[SBX_ID_HEX],
 					  char **error_r);
 /* Step 4, without the directory: seal into the spool under
- * delivery_id_r (a fresh id the caller chose, or "" for a random one). */
+ * delivery_id_r (a fresh id the caller chose, or "" for a random one).
+ * Deliveries to different mailboxes run in parallel; to one mailbox they
+ * take turns on its journal lock. */
 enum sbx_deliver_status sbx_deliver_write(const char *state_dir, const struct sbx_deliver_req *r,
 					  const struct sbx_dir_mailbox *m, char delivery_id_r[SBX_ID_HEX],
 					  uint64_t *bytes_r, char **error_r);
-/* Step 4 in two halves for group commit (lmtpd): stage seals the entry
- * into tmp/ and, with sync_data, fsyncs it; without, the caller makes the
- * data durable (syncfs(2) on sbx_deliver_staged_fd) before publish, which
- * renames it into new/ (and fsyncs new/ with sync_dir; without, the
- * caller uses sbx_spool_sync_new). abort removes a staged entry. */
-struct sbx_deliver_staged;
-enum sbx_deliver_status sbx_deliver_stage(const char *state_dir, const struct sbx_deliver_req *r,
-					  const struct sbx_dir_mailbox *m, int sync_data,
-					  struct sbx_deliver_staged **staged_r, uint64_t *bytes_r,
-					  char **error_r);
-int sbx_deliver_staged_fd(const struct sbx_deliver_staged *sd);
-int sbx_deliver_publish(struct sbx_deliver_staged **sd, int sync_dir, char delivery_id_r[SBX_ID_HEX],
-			char **error_r);
-void sbx_deliver_abort(struct sbx_deliver_staged **sd);
 /* Steps 1-4 in one call. delivery_id_r gets the spool entry's id (OK) or the earlier
  * one (DUPLICATE); *bytes_r the message bytes stored; *error_r a one-line
  * reason for every status but OK and DUPLICATE. */

@@ -1,15 +1,19 @@
 /*
- * import.h - move sealed spool entries into the unlocked mailbox
+ * import.h - move sealed spool records into the unlocked mailbox
  * (ARCHITECTURE.md "Exactly-once delivery").
  *
  * The caller holds the mailbox lock and has the store open with the keys.
- * Entries are imported into INBOX in delivery-id order, in batches of
- * SBX_IMPORT_BATCH per transaction; each message is stored together with its
- * delivery id in `delivered`, the batch commits with synchronous=FULL, and
- * only then are its spool files unlinked. An entry whose id is already in
- * `delivered` (a crash between commit and unlink) is unlinked without a
- * second copy. A damaged entry is left in place, counted and logged: nothing
- * is ever deleted that was not committed.
+ * The live journal is claimed (renamed to an import segment, spool.h), then
+ * every import segment is imported into INBOX in file order, in batches of
+ * SBX_IMPORT_BATCH per transaction; each message is stored together with
+ * its delivery id in `delivered`, the batches commit with
+ * synchronous=FULL, and only when all of a segment is committed is the
+ * segment removed. A record whose id is already in `delivered` (a crash
+ * between the last commit and the removal) is skipped without a second
+ * copy. A damaged record is counted and logged, the rest of its segment is
+ * imported, and the segment is kept as damaged.<claim> for the admin:
+ * nothing is ever deleted that was not committed. A torn last record (an
+ * append a crash interrupted, never acknowledged) is dropped with a log line.
  */
 #ifndef SBX_IMPORT_H
 #define SBX_IMPORT_H
@@ -21,8 +25,8 @@
 
 struct sbx_import_stats {
 	size_t imported;      /* new messages stored */
-	size_t duplicates;    /* already delivered, spool file removed */
-	size_t damaged;       /* left in the spool */
+	size_t duplicates;    /* already delivered: skipped */
+	size_t damaged;       /* damaged records (kept in a damaged.* segment) */
 	uint64_t bytes;       /* bytes of the new messages */
 };
 
@@ -32,8 +36,8 @@ int sbx_spool_import(const char *state_dir, const char *mailbox_id,
 		     const struct sbx_mailbox_keys *keys, struct sbx_store *st,
 		     uint64_t max_message_size, struct sbx_import_stats *stats_r, char **error_r);
 
-/* Test hook: called at "appended" (entry n of a batch stored, not
- * committed), "committed" (batch committed, nothing unlinked) and
- * "unlinked" (entry n of the batch unlinked). NULL in production. */
+/* Test hook: called at "appended" (record n of a batch stored, not
+ * committed), "committed" (a batch of n committed) and "segment" (segment
+ * n all committed, not yet removed). NULL in production. */
 extern void (*sbx_import_test_hook)(const char *point, size_t n);
 #endif

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <sodium.h>
 
 #include "sbx_limits.h"
+#include "log.h"
 #include "spool.h"
 #include "util.h"
 
@@ -28,31 +31,56 @@
 #define META_FIXED_BYTES (1 + 8 + SBX_ID_BYTES + 2 + 2 + 8)
 #define MAX_CHUNK_CT (SBX_SPOOL_CHUNK + SS_ABYTES)
 
+/* journal records */
+#define REC_MAGIC "SBXJ"
+#define REC_VERSION 1
+#define REC_HEADER_BYTES (4 + 1 + 3 + 8 + SBX_ID_BYTES)
+#define REC_CHECK_BYTES 16
+#define REC_OVERHEAD (REC_HEADER_BYTES + REC_CHECK_BYTES)
+/* the smallest entry: empty addresses, an empty message */
+#define ENTRY_MIN (FILE_HEADER_BYTES + 4 + META_FIXED_BYTES + SS_ABYTES + 4 + SS_ABYTES)
+#define JOURNAL "journal"
+#define IMPORT_PREFIX "import."
+#define DAMAGED_PREFIX "damaged."
+#define SCAN_BUF 65536
+
 typedef crypto_secretstream_xchacha20poly1305_state ss_state;
 
 struct sbx_spool_writer {
-	int fd;
+	int fd;                       /* the journal, flock'ed */
 	int failed;
+	int fresh;                    /* the journal was empty: fsync its directory too */
 	char id[SBX_ID_HEX];
-	char *tmp_path, *new_path, *new_dir;
-	ss_state *st;                 /* sodium_malloc: holds the stream key */
+	char *dir;                    /* spool/<mailbox-id> */
+	uint64_t start;               /* offset of this record */
+	uint64_t entry_len, out_len;  /* the entry's planned and written bytes */
+	crypto_generichash_state *hs; /* check value over header and entry */
+	ss_state *st;                 /* guarded memory: holds the stream key */
 	unsigned char *pt;            /* SBX_SPOOL_CHUNK plaintext bytes */
 	size_t pt_len;
 	unsigned char *out;           /* length prefix + ciphertext of one chunk */
 	uint64_t size, written;
-	int finished;                 /* final chunk written */
 };
 
 struct sbx_spool_reader {
-	int fd;
+	int fd;                       /* our own (dup'd) descriptor */
 	int failed;
 	int final;                    /* TAG_FINAL seen and checked */
+	uint64_t pos, end;            /* the entry's bytes in the file */
 	ss_state *st;
 	unsigned char *ct;            /* MAX_CHUNK_CT bytes */
 	unsigned char *pt;            /* SBX_SPOOL_CHUNK bytes */
 	size_t pt_len, pt_pos;
 	uint64_t total;
 	struct sbx_spool_meta meta;
+};
+
+struct sbx_spool_scan {
+	int fd;
+	int verify_all;               /* 0: only the last record's check value (writers) */
+	uint64_t pos, size;
+	uint64_t damaged, torn;
+	unsigned char *buf;           /* SCAN_BUF bytes */
 };
 
 void
@@ -156,8 +184,6 @@ make_spool_dirs(const char *state_dir, const char *mailbox_id, char **error_r)
 {
 	char *spool = sbx_xasprintf("%s/spool", state_dir);
 	char *mdir = spool_dir(state_dir, mailbox_id);
-	char *tmp = sbx_xasprintf("%s/tmp", mdir);
-	char *new = sbx_xasprintf("%s/new", mdir);
 	const char *failed = NULL;
 	int ret = -1;
 
@@ -167,29 +193,399 @@ make_spool_dirs(const char *state_dir, const char *mailbox_id, char **error_r)
 		failed = spool;
 	else if (make_dir(mdir, spool) < 0)
 		failed = mdir;
-	else if (make_dir(tmp, mdir) < 0)
-		failed = tmp;
-	else if (make_dir(new, mdir) < 0)
-		failed = new;
 	else
 		ret = 0;
 	if (failed != NULL)
 		*error_r = sbx_xasprintf("spool directory %s: %s", failed, strerror(errno));
 	free(spool);
 	free(mdir);
-	free(tmp);
-	free(new);
 	return ret;
 }
+
+/* ---- scanning a journal or segment ---- */
+
+static ssize_t
+pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, p + got, len - got, (off_t)(off + got));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* A BLAKE2b state (it needs 64-byte alignment; it hashes ciphertext only). */
+static crypto_generichash_state *
+hs_new(void)
+{
+	size_t n = (crypto_generichash_statebytes() + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, n);
+
+	if (p == NULL) {
+		sbx_error("out of memory");
+		abort();
+	}
+	return p;
+}
+
+/* The largest entry a writer can produce. */
+static uint64_t
+entry_max(void)
+{
+	uint64_t chunks = ((uint64_t)SBX_MAX_MESSAGE_SIZE + SBX_SPOOL_CHUNK - 1) / SBX_SPOOL_CHUNK;
+
+	return FILE_HEADER_BYTES + 4 + META_FIXED_BYTES + 2 * SBX_MAX_ADDRESS_LEN + SS_ABYTES +
+		chunks * (4 + SS_ABYTES) + (uint64_t)SBX_MAX_MESSAGE_SIZE;
+}
+
+/* Is there a valid record at off? 1 yes (*rec_r filled), 0 no, -1 I/O
+ * error. The check value is verified when verify is set or the record
+ * ends the file. */
+static int
+record_at(struct sbx_spool_scan *s, uint64_t off, int verify, struct sbx_spool_rec *rec_r)
+{
+	unsigned char h[REC_HEADER_BYTES], check[REC_CHECK_BYTES], want[REC_CHECK_BYTES];
+	crypto_generichash_state *hs;
+	uint64_t len, end, p;
+	ssize_t n;
+	int ok;
+
+	if (s->size - off < REC_OVERHEAD + ENTRY_MIN)
+		return 0;
+	n = pread_full(s->fd, h, sizeof(h), off);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(h) || memcmp(h, REC_MAGIC, 4) != 0 || h[4] != REC_VERSION ||
+	    h[5] != 0 || h[6] != 0 || h[7] != 0)
+		return 0;
+	len = sbx_get_be64(h + 8);
+	if (len < ENTRY_MIN || len > entry_max() || len > s->size - off - REC_OVERHEAD)
+		return 0;
+	end = off + REC_HEADER_BYTES + len;
+	if (verify || end + REC_CHECK_BYTES == s->size) {
+		if (pread_full(s->fd, check, sizeof(check), end) != (ssize_t)sizeof(check))
+			return -1;
+		hs = hs_new();
+		crypto_generichash_init(hs, NULL, 0, sizeof(want));
+		crypto_generichash_update(hs, h, sizeof(h));
+		for (p = off + REC_HEADER_BYTES; p < end; p += (uint64_t)n) {
+			size_t want_n = end - p < SCAN_BUF ? (size_t)(end - p) : SCAN_BUF;
+
+			n = pread_full(s->fd, s->buf, want_n, p);
+			if (n < 0 || (size_t)n < want_n) {
+				free(hs);
+				return -1;
+			}
+			crypto_generichash_update(hs, s->buf, (size_t)n);
+		}
+		crypto_generichash_final(hs, want, sizeof(want));
+		free(hs);
+		ok = sodium_memcmp(want, check, sizeof(want)) == 0;
+		if (!ok)
+			return 0;
+	}
+	rec_r->offset = off;
+	rec_r->entry_len = len;
+	sbx_hex(rec_r->delivery_id, h + 16, SBX_ID_BYTES);
+	return 1;
+}
+
+/* After damage at off: the offset of the next valid record, or size. */
+static int
+resync(struct sbx_spool_scan *s, uint64_t off, uint64_t *next_r)
+{
+	struct sbx_spool_rec rec;
+	uint64_t p = off + 1;
+
+	while (p + 4 <= s->size) {
+		size_t want = s->size - p < SCAN_BUF ? (size_t)(s->size - p) : SCAN_BUF;
+		unsigned char *hit;
+		ssize_t n = pread_full(s->fd, s->buf, want, p);
+
+		if (n < 4)
+			return n < 0 ? -1 : (*next_r = s->size, 0);
+		hit = memmem(s->buf, (size_t)n, REC_MAGIC, 4);
+		if (hit == NULL) {
+			p += (uint64_t)n - 3;   /* a magic may straddle the windows */
+			continue;
+		}
+		p += (uint64_t)(hit - s->buf);
+		switch (record_at(s, p, 1, &rec)) {
+		case 1:
+			*next_r = p;
+			return 0;
+		case -1:
+			return -1;
+		}
+		p++;
+	}
+	*next_r = s->size;
+	return 0;
+}
+
+static struct sbx_spool_scan *
+scan_new(int fd, uint64_t start, uint64_t size, int verify_all)
+{
+	struct sbx_spool_scan *s = sbx_xcalloc(1, sizeof(*s));
+
+	s->fd = fd;
+	s->pos = start;
+	s->size = size;
+	s->verify_all = verify_all;
+	s->buf = sbx_xmalloc(SCAN_BUF);
+	return s;
+}
+
+int
+sbx_spool_scan_open(const char *path, struct sbx_spool_scan **s_r, char **error_r)
+{
+	struct stat st;
+	int fd;
+
+	*s_r = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*error_r = sbx_xasprintf("open spool %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*s_r = scan_new(fd, 0, (uint64_t)st.st_size, 1);
+	return 0;
+}
+
+int
+sbx_spool_scan_next(struct sbx_spool_scan *s, struct sbx_spool_rec *rec_r, char **error_r)
+{
+	uint64_t next = s->size;
+	int rc;
+
+	while (s->pos < s->size) {
+		rc = record_at(s, s->pos, s->verify_all, rec_r);
+		if (rc == 1) {
+			s->pos += REC_OVERHEAD + rec_r->entry_len;
+			return 1;
+		}
+		if (rc == 0)
+			rc = resync(s, s->pos, &next);
+		if (rc < 0) {
+			*error_r = sbx_xasprintf("read spool: %s", strerror(errno));
+			return -1;
+		}
+		if (next < s->size)
+			s->damaged += next - s->pos;
+		else
+			s->torn += s->size - s->pos;
+		s->pos = next;
+	}
+	return 0;
+}
+
+uint64_t
+sbx_spool_scan_damaged(const struct sbx_spool_scan *s)
+{
+	return s->damaged;
+}
+
+uint64_t
+sbx_spool_scan_torn(const struct sbx_spool_scan *s)
+{
+	return s->torn;
+}
+
+static void
+scan_free(struct sbx_spool_scan *s)
+{
+	free(s->buf);
+	free(s);
+}
+
+void
+sbx_spool_scan_close(struct sbx_spool_scan **sp)
+{
+	struct sbx_spool_scan *s = *sp;
+
+	if (s == NULL)
+		return;
+	*sp = NULL;
+	close(s->fd);
+	scan_free(s);
+}
+
+/* ---- the journal's tail ---- */
+
+/*
+ * Where each journal this process has written ends, known good. A writer
+ * that finds its journal at that size skips the tail check; otherwise
+ * (first use, another process appended, an append failed) it scans what
+ * it has not seen and cuts a torn last record off.
+ */
+#define TAIL_SLOTS 256
+static struct {
+	dev_t dev;
+	ino_t ino;
+	uint64_t end;
+} tail_cache[TAIL_SLOTS];
+static pthread_mutex_t tail_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t
+tail_known(const struct stat *st)
+{
+	unsigned slot = (unsigned)(st->st_ino % TAIL_SLOTS);
+	uint64_t end = UINT64_MAX;
+
+	pthread_mutex_lock(&tail_lock);
+	if (tail_cache[slot].ino == st->st_ino && tail_cache[slot].dev == st->st_dev)
+		end = tail_cache[slot].end;
+	pthread_mutex_unlock(&tail_lock);
+	return end;
+}
+
+static void
+tail_set(const struct stat *st, uint64_t end)
+{
+	unsigned slot = (unsigned)(st->st_ino % TAIL_SLOTS);
+
+	pthread_mutex_lock(&tail_lock);
+	tail_cache[slot].dev = st->st_dev;
+	tail_cache[slot].ino = st->st_ino;
+	tail_cache[slot].end = end;
+	pthread_mutex_unlock(&tail_lock);
+}
+
+/* Scan fd from start to its end; -1 on I/O error. */
+static int
+scan_all(int fd, uint64_t start, uint64_t size, int verify_all, uint64_t *damaged_r,
+	 uint64_t *torn_r, char **error_r)
+{
+	struct sbx_spool_scan *s = scan_new(fd, start, size, verify_all);
+	struct sbx_spool_rec rec;
+	int rc;
+
+	while ((rc = sbx_spool_scan_next(s, &rec, error_r)) == 1)
+		;
+	*damaged_r = s->damaged;
+	*torn_r = s->torn;
+	scan_free(s);
+	return rc;
+}
+
+/*
+ * Under the lock: make sure the journal ends with a whole record. The
+ * quick pass walks the record headers from where this process last saw
+ * the journal end, checking only the last record. Any doubt (a torn tail,
+ * damage, or a remembered end that is no record boundary: another file
+ * that reused the inode) means a full pass from the start that trusts only
+ * records whose check value holds, so a damaged length field can never
+ * make good records look like a torn tail. Only then is anything cut.
+ */
+static int
+tail_check(int fd, const struct stat *st, const char *path, uint64_t *end_r, char **error_r)
+{
+	uint64_t size = (uint64_t)st->st_size, known = tail_known(st), damaged, torn;
+
+	if (known == size) {
+		*end_r = size;
+		return 0;
+	}
+	if (scan_all(fd, known < size ? known : 0, size, 0, &damaged, &torn, error_r) < 0)
+		return -1;
+	if ((damaged > 0 || torn > 0) &&
+	    scan_all(fd, 0, size, 1, &damaged, &torn, error_r) < 0)
+		return -1;
+	if (torn > 0) {
+		sbx_warn("%s: cutting off an incomplete last record (%llu bytes, an append that "
+			 "never finished)", path, (unsigned long long)torn);
+		if (ftruncate(fd, (off_t)(size - torn)) < 0 || fdatasync(fd) < 0) {
+			*error_r = sbx_xasprintf("repair %s: %s", path, strerror(errno));
+			return -1;
+		}
+		size -= torn;
+	}
+	tail_set(st, size);
+	*end_r = size;
+	return 0;
+}
+
+/*
+ * Open and lock spool/<id>/journal, creating it (and the directories)
+ * when missing. After the lock, the file must still be the one named
+ * journal: an importer may have renamed it away meanwhile.
+ */
+static int
+journal_lock(const char *state_dir, const char *mailbox_id, const char *dir, int *fd_r,
+	     uint64_t *end_r, char **error_r)
+{
+	char *path = sbx_xasprintf("%s/" JOURNAL, dir);
+	struct stat st, named;
+	int fd = -1, tries;
+
+	for (tries = 0; tries < 100; tries++) {
+		fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 && errno == ENOENT) {
+			if (make_spool_dirs(state_dir, mailbox_id, error_r) < 0)
+				goto fail_quiet;
+			fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		}
+		if (fd < 0)
+			goto fail;
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR)
+				goto fail;
+		}
+		if (fstat(fd, &st) < 0)
+			goto fail;
+		if (lstat(path, &named) == 0) {
+			if (named.st_ino == st.st_ino && named.st_dev == st.st_dev)
+				break;
+		} else if (errno != ENOENT) {
+			goto fail;
+		}
+		close(fd);   /* claimed by an importer: take the new one */
+		fd = -1;
+	}
+	if (fd < 0) {
+		*error_r = sbx_xasprintf("%s: keeps being replaced", path);
+		goto fail_quiet;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*error_r = sbx_xasprintf("%s: not a regular file", path);
+		goto fail_quiet;
+	}
+	if (tail_check(fd, &st, path, end_r, error_r) < 0)
+		goto fail_quiet;
+	free(path);
+	*fd_r = fd;
+	return 0;
+fail:
+	*error_r = sbx_xasprintf("spool journal %s: %s", path, strerror(errno));
+fail_quiet:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return -1;
+}
+
+/* ---- writer ---- */
 
 static void
 writer_free(struct sbx_spool_writer *w)
 {
 	if (w->fd >= 0)
-		close(w->fd);
-	free(w->tmp_path);
-	free(w->new_path);
-	free(w->new_dir);
+		close(w->fd);   /* releases the flock */
+	free(w->dir);
+	free(w->hs);
 	st_put(w->st);
 	sbx_wipe_free(w->pt, SBX_SPOOL_CHUNK);
 	sbx_wipe_free(w->out, 4 + MAX_CHUNK_CT);
@@ -197,19 +593,33 @@ writer_free(struct sbx_spool_writer *w)
 	free(w);
 }
 
-/* A write error: the entry can never be completed, so drop the tmp file now
+/* Cut this record off the journal again (still under the lock). If even
+ * that fails, forget what we knew of the tail: the next writer checks it. */
+static void
+writer_cut(struct sbx_spool_writer *w)
+{
+	struct stat st;
+
+	if (w->fd < 0 || w->failed)
+		return;
+	w->failed = 1;
+	if (fstat(w->fd, &st) < 0)
+		return;
+	if (ftruncate(w->fd, (off_t)w->start) < 0) {
+		sbx_warn("spool entry %s: cannot cut off a failed append: %s", w->id, strerror(errno));
+		tail_set(&st, UINT64_MAX);
+		return;
+	}
+	tail_set(&st, w->start);
+}
+
+/* A write error: the record can never be completed, so cut it off now
  * (the caller still aborts or commits to free w). Takes msg. */
 static int
 writer_fail(struct sbx_spool_writer *w, char **error_r, char *msg)
 {
 	*error_r = msg;
-	if (w->fd >= 0) {
-		close(w->fd);
-		w->fd = -1;
-	}
-	if (!w->failed)
-		(void)unlink(w->tmp_path);
-	w->failed = 1;
+	writer_cut(w);
 	return -1;
 }
 
@@ -219,6 +629,17 @@ writer_errno(struct sbx_spool_writer *w, char **error_r, const char *what)
 {
 	return writer_fail(w, error_r, sbx_xasprintf("%s spool entry %s: %s", what, w->id,
 						     strerror(errno)));
+}
+
+/* Append bytes of the record, hashing them for the check value. */
+static int
+writer_out(struct sbx_spool_writer *w, const void *p, size_t len, char **error_r)
+{
+	crypto_generichash_update(w->hs, p, len);
+	if (sbx_write_all(w->fd, p, len) < 0)
+		return writer_errno(w, error_r, "write");
+	w->out_len += len;
+	return 0;
 }
 
 /* Encrypt pt[0..len) as one chunk and write length + ciphertext. */
@@ -233,9 +654,7 @@ writer_push(struct sbx_spool_writer *w, const unsigned char *pt, size_t len,
 		return writer_fail(w, error_r, sbx_xasprintf("encrypt spool entry %s failed", w->id));
 	}
 	sbx_put_be32(w->out, (uint32_t)ctlen);
-	if (sbx_write_all(w->fd, w->out, 4 + (size_t)ctlen) < 0)
-		return writer_errno(w, error_r, "write");
-	return 0;
+	return writer_out(w, w->out, 4 + (size_t)ctlen, error_r);
 }
 
 static size_t
@@ -269,11 +688,10 @@ sbx_spool_writer_begin(const char *state_dir, const char *mailbox_id,
 		       struct sbx_spool_writer **w_r, char **error_r)
 {
 	struct sbx_spool_writer *w;
-	unsigned char header[FILE_HEADER_BYTES];
+	unsigned char header[FILE_HEADER_BYTES], rec[REC_HEADER_BYTES];
 	unsigned char *key;
-	char *mdir;
 	size_t from_len, orcpt_len, meta_len;
-	struct stat st;
+	uint64_t chunks;
 
 	*w_r = NULL;
 	if (!sbx_is_id(mailbox_id)) {
@@ -297,47 +715,36 @@ sbx_spool_writer_begin(const char *state_dir, const char *mailbox_id,
 	}
 	w = sbx_xcalloc(1, sizeof(*w));
 	w->fd = -1;
-	w->failed = 1;  /* until the tmp file exists, there is nothing to unlink */
+	w->failed = 1;  /* until the journal is locked, there is nothing to cut */
 	w->size = meta->size;
 	if (meta->delivery_id[0] != '\0')
 		memcpy(w->id, meta->delivery_id, SBX_ID_HEX);
 	else
 		sbx_random_id(w->id);
-	mdir = spool_dir(state_dir, mailbox_id);
-	w->tmp_path = sbx_xasprintf("%s/tmp/%s", mdir, w->id);
-	w->new_path = sbx_xasprintf("%s/new/%s", mdir, w->id);
-	w->new_dir = sbx_xasprintf("%s/new", mdir);
-	free(mdir);
+	w->dir = spool_dir(state_dir, mailbox_id);
+	/* the entry's length is known before the first byte: the record
+	 * header carries it, and O_APPEND cannot patch it in later */
+	meta_len = META_FIXED_BYTES + from_len + orcpt_len;
+	chunks = w->size == 0 ? 1 : (w->size + SBX_SPOOL_CHUNK - 1) / SBX_SPOOL_CHUNK;
+	w->entry_len = FILE_HEADER_BYTES + 4 + meta_len + SS_ABYTES + chunks * (4 + SS_ABYTES) + w->size;
 
-	/* Never replace an entry already spooled under this id. */
-	if (lstat(w->new_path, &st) == 0) {
-		*error_r = sbx_xasprintf("delivery %s is already spooled", w->id);
-		writer_free(w);
-		return -1;
-	}
-	if (errno != ENOENT) {
-		*error_r = sbx_xasprintf("spool entry %s: %s", w->id, strerror(errno));
-		writer_free(w);
-		return -1;
-	}
-	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (w->fd < 0 && errno == ENOENT) {
-		/* the first entry of this mailbox: create the directories */
-		if (make_spool_dirs(state_dir, mailbox_id, error_r) < 0) {
-			writer_free(w);
-			return -1;
-		}
-		w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	}
-	if (w->fd < 0) {
-		*error_r = sbx_xasprintf("create spool entry %s: %s", w->id, strerror(errno));
+	if (journal_lock(state_dir, mailbox_id, w->dir, &w->fd, &w->start, error_r) < 0) {
 		writer_free(w);
 		return -1;
 	}
 	w->failed = 0;
+	w->fresh = w->start == 0;
+	w->hs = hs_new();
+	crypto_generichash_init(w->hs, NULL, 0, REC_CHECK_BYTES);
 	w->st = st_get();
 	w->pt = sbx_xmalloc(SBX_SPOOL_CHUNK);
 	w->out = sbx_xmalloc(4 + MAX_CHUNK_CT);
+
+	memcpy(rec, REC_MAGIC, 4);
+	rec[4] = REC_VERSION;
+	rec[5] = rec[6] = rec[7] = 0;
+	sbx_put_be64(rec + 8, w->entry_len);
+	(void)sbx_unhex(rec + 16, SBX_ID_BYTES, w->id);
 
 	key = key_get();
 	crypto_secretstream_xchacha20poly1305_keygen(key);
@@ -351,8 +758,8 @@ sbx_spool_writer_begin(const char *state_dir, const char *mailbox_id,
 	}
 	crypto_secretstream_xchacha20poly1305_init_push(w->st, header + 5 + SEALED_KEY_BYTES, key);
 	key_put(key);
-	if (sbx_write_all(w->fd, header, sizeof(header)) < 0) {
-		writer_errno(w, error_r, "write");
+	if (writer_out(w, rec, sizeof(rec), error_r) < 0 ||
+	    writer_out(w, header, sizeof(header), error_r) < 0) {
 		writer_free(w);
 		return -1;
 	}
@@ -405,127 +812,55 @@ sbx_spool_writer_write(struct sbx_spool_writer *w, const void *data, size_t len,
 	return 0;
 }
 
-/* rename without replacing an existing entry; link + unlink where the file
- * system lacks RENAME_NOREPLACE. */
-static int
-rename_noreplace(const char *from, const char *to)
-{
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (link(from, to) < 0)
-		return -1;
-	if (unlink(from) < 0) {
-		int saved = errno;
-
-		(void)unlink(to);
-		errno = saved;
-		return -1;
-	}
-	return 0;
-}
-
-int
-sbx_spool_writer_finish(struct sbx_spool_writer *w, int sync_data, char **error_r)
-{
-	if (w->failed) {
-		*error_r = sbx_xasprintf("spool entry %s: writer already failed", w->id);
-		return -1;
-	}
-	if (w->written != w->size)
-		return writer_fail(w, error_r, sbx_xasprintf("spool entry %s: message is %llu bytes, declared %llu",
-							       w->id, (unsigned long long)w->written,
-							       (unsigned long long)w->size));
-	if (writer_push(w, w->pt, w->pt_len, crypto_secretstream_xchacha20poly1305_TAG_FINAL,
-			error_r) < 0)
-		return -1;
-	/* the stream is done: its state goes back for the next writer */
-	st_put(w->st);
-	w->st = NULL;
-	if (sync_data && fsync(w->fd) < 0) {
-		writer_errno(w, error_r, "fsync");
-		return -1;
-	}
-	w->finished = 1;
-	return 0;
-}
-
-int
-sbx_spool_writer_fd(const struct sbx_spool_writer *w)
-{
-	return w->fd;
-}
-
-int
-sbx_spool_writer_publish(struct sbx_spool_writer **wp, int sync_dir, char delivery_id_r[SBX_ID_HEX],
-			 char **error_r)
-{
-	struct sbx_spool_writer *w = *wp;
-	int fd;
-
-	*wp = NULL;
-	if (!w->finished || w->failed) {
-		*error_r = sbx_xasprintf("spool entry %s: not finished", w->id);
-		if (!w->failed && w->fd >= 0)
-			(void)unlink(w->tmp_path);
-		writer_free(w);
-		return -1;
-	}
-	fd = w->fd;
-	w->fd = -1;
-	if (close(fd) < 0) {
-		writer_errno(w, error_r, "close");
-		writer_free(w);
-		return -1;
-	}
-	if (rename_noreplace(w->tmp_path, w->new_path) < 0) {
-		writer_errno(w, error_r, "rename");
-		writer_free(w);
-		return -1;
-	}
-	if (sync_dir && sbx_fsync_dir(w->new_dir) < 0) {
-		int saved = errno;
-
-		/* Not durable: do not leave an entry the caller was told failed. */
-		*error_r = sbx_xasprintf("fsync spool entry %s: %s", w->id, strerror(saved));
-		(void)unlink(w->new_path);
-		(void)sbx_fsync_dir(w->new_dir);
-		w->failed = 1;
-		writer_free(w);
-		return -1;
-	}
-	if (delivery_id_r != NULL)
-		memcpy(delivery_id_r, w->id, SBX_ID_HEX);
-	writer_free(w);
-	return 0;
-}
-
 int
 sbx_spool_writer_commit(struct sbx_spool_writer **wp, char delivery_id_r[SBX_ID_HEX], char **error_r)
 {
-	if (sbx_spool_writer_finish(*wp, 1, error_r) < 0) {
-		writer_free(*wp);
-		*wp = NULL;
-		return -1;
-	}
-	return sbx_spool_writer_publish(wp, 1, delivery_id_r, error_r);
-}
+	struct sbx_spool_writer *w = *wp;
+	unsigned char check[REC_CHECK_BYTES];
+	struct stat st;
+	int rc = -1;
 
-int
-sbx_spool_sync_new(const char *state_dir, const char *mailbox_id, char **error_r)
-{
-	char *dir = sbx_xasprintf("%s/spool/%s/new", state_dir, mailbox_id);
-	int rc = 0;
-
-	if (!sbx_is_id(mailbox_id)) {
-		*error_r = sbx_xasprintf("invalid mailbox id: %s", mailbox_id);
-		rc = -1;
-	} else if (sbx_fsync_dir(dir) < 0) {
-		*error_r = sbx_xasprintf("fsync %s: %s", dir, strerror(errno));
-		rc = -1;
+	*wp = NULL;
+	if (w->failed) {
+		*error_r = sbx_xasprintf("spool entry %s: writer already failed", w->id);
+		goto out;
 	}
-	free(dir);
+	if (w->written != w->size) {
+		writer_fail(w, error_r, sbx_xasprintf("spool entry %s: message is %llu bytes, declared %llu",
+						      w->id, (unsigned long long)w->written,
+						      (unsigned long long)w->size));
+		goto out;
+	}
+	if (writer_push(w, w->pt, w->pt_len, crypto_secretstream_xchacha20poly1305_TAG_FINAL,
+			error_r) < 0)
+		goto out;
+	if (w->out_len != REC_HEADER_BYTES + w->entry_len) {   /* a bug, never data */
+		writer_fail(w, error_r, sbx_xasprintf("spool entry %s: wrote %llu bytes, planned %llu", w->id,
+						      (unsigned long long)w->out_len,
+						      (unsigned long long)(REC_HEADER_BYTES + w->entry_len)));
+		goto out;
+	}
+	crypto_generichash_final(w->hs, check, sizeof(check));
+	if (sbx_write_all(w->fd, check, sizeof(check)) < 0) {
+		writer_errno(w, error_r, "write");
+		goto out;
+	}
+	if (fdatasync(w->fd) < 0) {
+		writer_errno(w, error_r, "fdatasync");
+		goto out;
+	}
+	/* a journal created for this record: its name must be durable too */
+	if (w->fresh && sbx_fsync_dir(w->dir) < 0) {
+		writer_errno(w, error_r, "fsync directory of");
+		goto out;
+	}
+	if (fstat(w->fd, &st) == 0)
+		tail_set(&st, w->start + REC_OVERHEAD + w->entry_len);
+	if (delivery_id_r != NULL)
+		memcpy(delivery_id_r, w->id, SBX_ID_HEX);
+	rc = 0;
+out:
+	writer_free(w);
 	return rc;
 }
 
@@ -537,12 +872,7 @@ sbx_spool_writer_abort(struct sbx_spool_writer **wp)
 	if (w == NULL)
 		return;
 	*wp = NULL;
-	if (w->fd >= 0) {
-		close(w->fd);
-		w->fd = -1;
-	}
-	if (!w->failed)
-		(void)unlink(w->tmp_path);
+	writer_cut(w);
 	writer_free(w);
 }
 
@@ -566,27 +896,42 @@ sbx_spool_deliver(const char *state_dir, const char *mailbox_id, const unsigned 
 	return sbx_spool_writer_commit(&w, delivery_id_r, error_r);
 }
 
+/* ---- segments: claim, list, usage ---- */
+
 static int
 cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int
-sbx_spool_list(const char *state_dir, const char *mailbox_id, char ***ids_r, size_t *n_r, char **error_r)
+/* "import.<32 hex>" (or damaged.) */
+static int
+is_segment_name(const char *name, const char *prefix)
 {
-	char *dir, **ids = NULL;
+	size_t n = strlen(prefix);
+
+	return strncmp(name, prefix, n) == 0 && sbx_is_id(name + n);
+}
+
+/* Paths of the mailbox's import segments, oldest first, and with
+ * with_journal the live journal last when it exists. */
+static int
+segments(const char *state_dir, const char *mailbox_id, int with_journal, char ***paths_r,
+	 size_t *n_r, char **error_r)
+{
+	char *dir, **v = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 
-	*ids_r = NULL;
+	*paths_r = NULL;
 	*n_r = 0;
 	if (!sbx_is_id(mailbox_id)) {
 		*error_r = sbx_xstrdup("invalid mailbox id");
 		return -1;
 	}
-	dir = sbx_xasprintf("%s/spool/%s/new", state_dir, mailbox_id);
+	dir = spool_dir(state_dir, mailbox_id);
 	d = opendir(dir);
 	if (d == NULL) {
 		if (errno == ENOENT) {
@@ -602,25 +947,175 @@ sbx_spool_list(const char *state_dir, const char *mailbox_id, char ***ids_r, siz
 		de = readdir(d);
 		if (de == NULL)
 			break;
-		if (!sbx_is_id(de->d_name))
+		if (!is_segment_name(de->d_name, IMPORT_PREFIX))
 			continue;
 		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			ids = sbx_xrealloc(ids, cap * sizeof(*ids));
+			cap = cap ? cap * 2 : 8;
+			v = sbx_xrealloc(v, (cap + 1) * sizeof(*v));
 		}
-		ids[n++] = sbx_xstrdup(de->d_name);
+		v[n++] = sbx_xasprintf("%s/%s", dir, de->d_name);
 	}
 	if (errno != 0) {
 		*error_r = sbx_xasprintf("spool directory %s: %s", dir, strerror(errno));
 		closedir(d);
 		free(dir);
-		sbx_spool_list_free(ids, n);
+		sbx_spool_list_free(v, n);
 		return -1;
 	}
 	closedir(d);
-	free(dir);
 	if (n > 1)
-		qsort(ids, n, sizeof(*ids), cmp_str);
+		qsort(v, n, sizeof(*v), cmp_str);
+	if (with_journal) {
+		char *j = sbx_xasprintf("%s/" JOURNAL, dir);
+
+		if (lstat(j, &st) == 0 && S_ISREG(st.st_mode)) {
+			v = sbx_xrealloc(v, (n + 1) * sizeof(*v));
+			v[n++] = j;
+		} else {
+			free(j);
+		}
+	}
+	free(dir);
+	*paths_r = v;
+	*n_r = n;
+	return 0;
+}
+
+/* A claim name that sorts after every earlier one: the time, then randomness. */
+static char *
+claim_name(const char *dir, const char *prefix)
+{
+	struct timespec ts;
+	unsigned char r[8];
+	char hex[17];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	randombytes_buf(r, sizeof(r));
+	sbx_hex(hex, r, sizeof(r));
+	return sbx_xasprintf("%s/%s%016llx%s", dir, prefix,
+			     (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec,
+			     hex);
+}
+
+int
+sbx_spool_claim(const char *state_dir, const char *mailbox_id, char ***paths_r, size_t *n_r,
+		char **error_r)
+{
+	char *dir, *path, *claimed = NULL;
+	struct stat st, named;
+	int fd;
+
+	*paths_r = NULL;
+	*n_r = 0;
+	if (!sbx_is_id(mailbox_id)) {
+		*error_r = sbx_xstrdup("invalid mailbox id");
+		return -1;
+	}
+	dir = spool_dir(state_dir, mailbox_id);
+	path = sbx_xasprintf("%s/" JOURNAL, dir);
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno != ENOENT) {
+		*error_r = sbx_xasprintf("spool journal %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fd >= 0) {
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				*error_r = sbx_xasprintf("lock %s: %s", path, strerror(errno));
+				goto fail;
+			}
+		}
+		/* renamed under us only by another importer: then nothing to do */
+		if (fstat(fd, &st) == 0 && lstat(path, &named) == 0 && named.st_ino == st.st_ino &&
+		    st.st_size > 0) {
+			claimed = claim_name(dir, IMPORT_PREFIX);
+			if (rename(path, claimed) < 0 || sbx_fsync_dir(dir) < 0) {
+				*error_r = sbx_xasprintf("claim %s: %s", path, strerror(errno));
+				goto fail;
+			}
+		}
+		close(fd);
+		fd = -1;
+	}
+	free(claimed);
+	free(path);
+	free(dir);
+	return segments(state_dir, mailbox_id, 0, paths_r, n_r, error_r);
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(claimed);
+	free(path);
+	free(dir);
+	return -1;
+}
+
+int
+sbx_spool_segment_done(const char *path, int damaged, char **error_r)
+{
+	const char *base = strrchr(path, '/');
+	char *dir, *to = NULL;
+	int rc = 0;
+
+	if (base == NULL || !is_segment_name(base + 1, IMPORT_PREFIX)) {
+		*error_r = sbx_xasprintf("not an import segment: %s", path);
+		return -1;
+	}
+	dir = sbx_xstrndup(path, (size_t)(base - path));
+	if (damaged) {
+		to = sbx_xasprintf("%s/" DAMAGED_PREFIX "%s", dir, base + 1 + strlen(IMPORT_PREFIX));
+		rc = rename(path, to);
+	} else {
+		rc = unlink(path);
+	}
+	if (rc < 0 || sbx_fsync_dir(dir) < 0) {
+		*error_r = sbx_xasprintf("%s %s: %s", damaged ? "set aside" : "remove", path,
+					 strerror(errno));
+		rc = -1;
+	}
+	free(to);
+	free(dir);
+	return rc;
+}
+
+int
+sbx_spool_list(const char *state_dir, const char *mailbox_id, char ***ids_r, size_t *n_r, char **error_r)
+{
+	char **paths, **ids = NULL;
+	size_t np, i, n = 0, cap = 0;
+	int rc = 0;
+
+	*ids_r = NULL;
+	*n_r = 0;
+	if (segments(state_dir, mailbox_id, 1, &paths, &np, error_r) < 0)
+		return -1;
+	for (i = 0; i < np && rc == 0; i++) {
+		struct sbx_spool_scan *s;
+		struct sbx_spool_rec rec;
+
+		if (sbx_spool_scan_open(paths[i], &s, error_r) < 0) {
+			if (errno == ENOENT) {   /* claimed or imported meanwhile */
+				free(*error_r);
+				*error_r = NULL;
+				continue;
+			}
+			rc = -1;
+			break;
+		}
+		while ((rc = sbx_spool_scan_next(s, &rec, error_r)) == 1) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				ids = sbx_xrealloc(ids, cap * sizeof(*ids));
+			}
+			ids[n++] = sbx_xstrdup(rec.delivery_id);
+		}
+		sbx_spool_scan_close(&s);
+	}
+	sbx_spool_list_free(paths, np);
+	if (rc < 0) {
+		sbx_spool_list_free(ids, n);
+		return -1;
+	}
 	*ids_r = ids;
 	*n_r = n;
 	return 0;
@@ -642,52 +1137,40 @@ int
 sbx_spool_usage(const char *state_dir, const char *mailbox_id, uint64_t *bytes_r, uint64_t *count_r)
 {
 	uint64_t bytes = 0, count = 0;
-	struct dirent *de;
-	struct stat st;
-	char *dir;
-	DIR *d;
-	int ret = 0;
+	char **paths, *err = NULL;
+	size_t np, i;
+	int rc = 0;
 
 	*bytes_r = 0;
 	*count_r = 0;
-	if (!sbx_is_id(mailbox_id)) {
+	if (segments(state_dir, mailbox_id, 1, &paths, &np, &err) < 0) {
+		free(err);
 		errno = EINVAL;
 		return -1;
 	}
-	dir = sbx_xasprintf("%s/spool/%s/new", state_dir, mailbox_id);
-	d = opendir(dir);
-	free(dir);
-	if (d == NULL)
-		return errno == ENOENT ? 0 : -1;
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
-				ret = -1;
-			break;
-		}
-		if (!sbx_is_id(de->d_name))
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)  /* imported and removed meanwhile */
-				continue;
-			ret = -1;
-			break;
-		}
-		if (!S_ISREG(st.st_mode))
-			continue;
-		bytes += (uint64_t)st.st_size;
-		count++;
-	}
-	if (ret < 0) {
-		int saved = errno;
+	for (i = 0; i < np && rc == 0; i++) {
+		struct sbx_spool_scan *s;
+		struct sbx_spool_rec rec;
 
-		closedir(d);
-		errno = saved;
+		if (sbx_spool_scan_open(paths[i], &s, &err) < 0) {
+			free(err);
+			err = NULL;
+			if (errno == ENOENT)
+				continue;
+			rc = -1;
+			break;
+		}
+		bytes += s->size;
+		while ((rc = sbx_spool_scan_next(s, &rec, &err)) == 1)
+			count++;
+		sbx_spool_scan_close(&s);
+	}
+	free(err);
+	sbx_spool_list_free(paths, np);
+	if (rc < 0) {
+		errno = EIO;
 		return -1;
 	}
-	closedir(d);
 	*bytes_r = bytes;
 	*count_r = count;
 	return 0;
@@ -695,26 +1178,18 @@ sbx_spool_usage(const char *state_dir, const char *mailbox_id, uint64_t *bytes_r
 
 /* ---- reader ---- */
 
-/* Read up to len bytes; returns the count (short only at EOF) or -1. */
+/* Read up to len bytes of the entry; returns the count (short only at its end) or -1. */
 static ssize_t
-read_full(int fd, void *buf, size_t len)
+rd(struct sbx_spool_reader *r, void *buf, size_t len)
 {
-	unsigned char *p = buf;
-	size_t got = 0;
+	ssize_t n;
 
-	while (got < len) {
-		ssize_t n = read(fd, p + got, len - got);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
+	if (len > r->end - r->pos)
+		len = (size_t)(r->end - r->pos);
+	n = pread_full(r->fd, buf, len, r->pos);
+	if (n > 0)
+		r->pos += (uint64_t)n;
+	return n;
 }
 
 static int
@@ -734,7 +1209,7 @@ reader_next_chunk(struct sbx_spool_reader *r, size_t max_pt, unsigned char *tag_
 	uint32_t ctlen;
 	ssize_t n;
 
-	n = read_full(r->fd, lenbuf, sizeof(lenbuf));
+	n = rd(r, lenbuf, sizeof(lenbuf));
 	if (n < 0)
 		return reader_error(r, error_r, sbx_xasprintf("read spool entry: %s", strerror(errno)));
 	if (n < (ssize_t)sizeof(lenbuf))
@@ -742,7 +1217,7 @@ reader_next_chunk(struct sbx_spool_reader *r, size_t max_pt, unsigned char *tag_
 	ctlen = sbx_get_be32(lenbuf);
 	if (ctlen < SS_ABYTES || ctlen > max_pt + SS_ABYTES)
 		return reader_error(r, error_r, sbx_xstrdup("spool entry damaged: bad chunk length"));
-	n = read_full(r->fd, r->ct, ctlen);
+	n = rd(r, r->ct, ctlen);
 	if (n < 0)
 		return reader_error(r, error_r, sbx_xasprintf("read spool entry: %s", strerror(errno)));
 	if ((size_t)n < ctlen)
@@ -790,7 +1265,7 @@ meta_parse(struct sbx_spool_reader *r, const unsigned char *p, size_t len,
 	if (r->meta.size > (uint64_t)SBX_MAX_MESSAGE_SIZE)
 		goto bad;
 	sbx_hex(r->meta.delivery_id, id, sizeof(id));
-	if (strcmp(r->meta.delivery_id, delivery_id) != 0)
+	if (delivery_id != NULL && strcmp(r->meta.delivery_id, delivery_id) != 0)
 		return reader_error(r, error_r,
 				    sbx_xstrdup("spool entry name does not match its sealed delivery id"));
 	return 0;
@@ -798,32 +1273,25 @@ bad:
 	return reader_error(r, error_r, sbx_xstrdup("spool entry damaged: bad metadata record"));
 }
 
-int
-sbx_spool_reader_open(const char *state_dir, const char *mailbox_id, const char *delivery_id,
-		      const unsigned char pk[32], const unsigned char sk[32],
-		      struct sbx_spool_reader **r_r, char **error_r)
+/* The entry at [pos, end) of fd (dup'd: the reader keeps its own). */
+static int
+reader_open_at(int fd, uint64_t pos, uint64_t end, const char *delivery_id,
+	       const unsigned char pk[32], const unsigned char sk[32],
+	       struct sbx_spool_reader **r_r, char **error_r)
 {
 	struct sbx_spool_reader *r;
 	unsigned char header[FILE_HEADER_BYTES], tag;
 	unsigned char *key;
-	char *path;
+	const char *what = delivery_id != NULL ? delivery_id : "";
 	ssize_t n;
 
 	*r_r = NULL;
-	if (!sbx_is_id(mailbox_id)) {
-		*error_r = sbx_xstrdup("invalid mailbox id");
-		return -1;
-	}
-	if (!sbx_is_id(delivery_id)) {
-		*error_r = sbx_xstrdup("invalid delivery id");
-		return -1;
-	}
 	r = sbx_xcalloc(1, sizeof(*r));
-	path = sbx_xasprintf("%s/spool/%s/new/%s", state_dir, mailbox_id, delivery_id);
-	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	free(path);
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	r->pos = pos;
+	r->end = end;
 	if (r->fd < 0) {
-		*error_r = sbx_xasprintf("open spool entry %s: %s", delivery_id, strerror(errno));
+		*error_r = sbx_xasprintf("open spool entry %s: %s", what, strerror(errno));
 		sbx_spool_reader_close(&r);
 		return -1;
 	}
@@ -831,9 +1299,9 @@ sbx_spool_reader_open(const char *state_dir, const char *mailbox_id, const char 
 	r->ct = sbx_xmalloc(MAX_CHUNK_CT);
 	r->pt = sbx_xmalloc(SBX_SPOOL_CHUNK);
 
-	n = read_full(r->fd, header, sizeof(header));
+	n = rd(r, header, sizeof(header));
 	if (n < 0) {
-		*error_r = sbx_xasprintf("read spool entry %s: %s", delivery_id, strerror(errno));
+		*error_r = sbx_xasprintf("read spool entry %s: %s", what, strerror(errno));
 		goto fail;
 	}
 	if ((n < 4 || memcmp(header, SPOOL_MAGIC, 4) != 0)) {
@@ -880,6 +1348,85 @@ fail:
 	return -1;
 }
 
+int
+sbx_spool_reader_open_rec(struct sbx_spool_scan *s, const struct sbx_spool_rec *rec,
+			  const unsigned char pk[32], const unsigned char sk[32],
+			  struct sbx_spool_reader **r_r, char **error_r)
+{
+	uint64_t pos = rec->offset + REC_HEADER_BYTES;
+
+	return reader_open_at(s->fd, pos, pos + rec->entry_len, rec->delivery_id, pk, sk, r_r, error_r);
+}
+
+int
+sbx_spool_reader_open_file(const char *path, const char *delivery_id,
+			   const unsigned char pk[32], const unsigned char sk[32],
+			   struct sbx_spool_reader **r_r, char **error_r)
+{
+	struct stat st;
+	int fd, rc;
+
+	*r_r = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*error_r = sbx_xasprintf("open spool entry %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	rc = reader_open_at(fd, 0, (uint64_t)st.st_size, delivery_id, pk, sk, r_r, error_r);
+	close(fd);
+	return rc;
+}
+
+int
+sbx_spool_reader_open(const char *state_dir, const char *mailbox_id, const char *delivery_id,
+		      const unsigned char pk[32], const unsigned char sk[32],
+		      struct sbx_spool_reader **r_r, char **error_r)
+{
+	char **paths;
+	size_t np, i;
+	int rc = 1;
+
+	*r_r = NULL;
+	if (!sbx_is_id(delivery_id)) {
+		*error_r = sbx_xstrdup("invalid delivery id");
+		return -1;
+	}
+	if (segments(state_dir, mailbox_id, 1, &paths, &np, error_r) < 0)
+		return -1;
+	for (i = 0; i < np && rc == 1; i++) {
+		struct sbx_spool_scan *s;
+		struct sbx_spool_rec rec;
+		int more;
+
+		if (sbx_spool_scan_open(paths[i], &s, error_r) < 0) {
+			if (errno == ENOENT) {
+				free(*error_r);
+				*error_r = NULL;
+				continue;
+			}
+			rc = -1;
+			break;
+		}
+		while ((more = sbx_spool_scan_next(s, &rec, error_r)) == 1) {
+			if (strcmp(rec.delivery_id, delivery_id) == 0) {
+				rc = sbx_spool_reader_open_rec(s, &rec, pk, sk, r_r, error_r);
+				break;
+			}
+		}
+		if (more < 0)
+			rc = -1;
+		sbx_spool_scan_close(&s);
+	}
+	sbx_spool_list_free(paths, np);
+	if (rc == 1) {
+		*error_r = sbx_xasprintf("open spool entry %s: no such entry", delivery_id);
+		rc = -1;
+	}
+	return rc;
+}
+
 const struct sbx_spool_meta *
 sbx_spool_reader_meta(const struct sbx_spool_reader *r)
 {
@@ -890,8 +1437,7 @@ sbx_spool_reader_meta(const struct sbx_spool_reader *r)
 static int
 reader_fill(struct sbx_spool_reader *r, char **error_r)
 {
-	unsigned char tag, extra;
-	ssize_t n;
+	unsigned char tag;
 
 	if (reader_next_chunk(r, SBX_SPOOL_CHUNK, &tag, error_r) < 0)
 		return -1;
@@ -906,10 +1452,7 @@ reader_fill(struct sbx_spool_reader *r, char **error_r)
 	if (r->total != r->meta.size)
 		return reader_error(r, error_r,
 				    sbx_xstrdup("spool entry damaged: message shorter than its metadata says"));
-	n = read_full(r->fd, &extra, 1);
-	if (n < 0)
-		return reader_error(r, error_r, sbx_xasprintf("read spool entry: %s", strerror(errno)));
-	if (n > 0)
+	if (r->pos < r->end)
 		return reader_error(r, error_r, sbx_xstrdup("spool entry damaged: data after its end"));
 	r->final = 1;
 	return 0;
@@ -998,77 +1541,6 @@ sbx_spool_read_all(struct sbx_spool_reader *r, size_t max, char **msg_r, size_t 
 	*msg_r = msg;
 	*len_r = size;
 	return 0;
-}
-
-int
-sbx_spool_remove(const char *state_dir, const char *mailbox_id, const char *delivery_id, char **error_r)
-{
-	char *dir, *path;
-	int ret = 0;
-
-	if (!sbx_is_id(mailbox_id) || !sbx_is_id(delivery_id)) {
-		*error_r = sbx_xstrdup(sbx_is_id(mailbox_id) ? "invalid delivery id" : "invalid mailbox id");
-		return -1;
-	}
-	dir = sbx_xasprintf("%s/spool/%s/new", state_dir, mailbox_id);
-	path = sbx_xasprintf("%s/%s", dir, delivery_id);
-	if (unlink(path) < 0) {
-		*error_r = sbx_xasprintf("remove spool entry %s: %s", delivery_id, strerror(errno));
-		ret = -1;
-	} else if (sbx_fsync_dir(dir) < 0) {
-		*error_r = sbx_xasprintf("fsync spool directory: %s", strerror(errno));
-		ret = -1;
-	}
-	free(dir);
-	free(path);
-	return ret;
-}
-
-int
-sbx_spool_sweep_tmp(const char *state_dir, const char *mailbox_id, time_t max_age)
-{
-	time_t now = time(NULL);
-	struct dirent *de;
-	struct stat st;
-	int removed = 0, ret = 0;
-	char *dir;
-	DIR *d;
-
-	if (!sbx_is_id(mailbox_id)) {
-		errno = EINVAL;
-		return -1;
-	}
-	dir = sbx_xasprintf("%s/spool/%s/tmp", state_dir, mailbox_id);
-	d = opendir(dir);
-	if (d == NULL) {
-		ret = errno == ENOENT ? 0 : -1;
-		free(dir);
-		return ret;
-	}
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
-				ret = -1;
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode) || st.st_mtime > now - max_age)
-			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-			removed++;
-		else if (errno != ENOENT)
-			ret = -1;
-	}
-	closedir(d);
-	if (removed > 0 && sbx_fsync_dir(dir) < 0)
-		ret = -1;
-	free(dir);
-	return ret;
 }
 
 static int

@@ -92,6 +92,13 @@ mailbox_field() {   # mailbox_field ADDRESS FIELD
 		json_get "$T/mb.json" "[m['$2'] for m in d if m['address']=='$1'][0]"
 }
 
+spool_waiting() {   # spool_waiting ADDRESS: records waiting in the sealed spool
+	ctl mailbox spool "$1" --json >"$T/sp.json" && json_get "$T/sp.json" "d['waiting']"
+}
+spool_has() {   # spool_has ADDRESS DELIVERY-ID
+	ctl mailbox spool "$1" | grep -qx "$2"
+}
+
 # mbox_check MBOX EXPECTED-FILE...: parse MBOX as mboxrd and compare the
 # messages with the files byte for byte (as multisets, order-free).
 mbox_check() {
@@ -206,7 +213,12 @@ run "$T/m2" deliver Alice@Example.com
 check "deliver 2 (CRLF)" [ "$RC" -eq 0 ]
 run "$T/m3" deliver alice@example.com
 check "deliver 3" [ "$RC" -eq 0 ]
-check "three sealed entries in the spool" [ "$(ls "$STATE/spool/$ALICE/new" | wc -l)" -eq 3 ]
+check "three sealed entries in the spool" [ "$(spool_waiting alice@example.com)" -eq 3 ]
+run /dev/null mailbox spool alice@example.com
+check "mailbox spool lists the three delivery ids" \
+	eval '[ "$RC" -eq 0 ] && [ "$(grep -cE "^[0-9a-f]{32}$" "$T/out")" -eq 3 ] && grep -q "^3 waiting, [0-9]* bytes$" "$T/out"'
+check "spool: one journal file, no per-message files" \
+	eval '[ "$(ls "$STATE/spool/$ALICE")" = journal ]' 
 check "usage counts spooled messages" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
 check "marker not in any file after delivery" not grep -r -a -q -F "$MARKER" "$STATE"
 
@@ -215,7 +227,8 @@ run "$(pwfile pw_a2 "$PW_A")" export alice@example.com --password-stdin --mbox "
 check "export" ok_out '^exported 3 messages'
 check "export: all 3 messages byte-exact (mboxrd)" mbox_check "$T/a.mbox" "$T/m1" "$T/m2" "$T/m3"
 check "export: 'From ' lines quoted" grep -q '^>From me to you' "$T/a.mbox"
-check "export: spool new/ is empty" [ -z "$(ls -A "$STATE/spool/$ALICE/new")" ]
+check "export: nothing waits in the spool" [ "$(spool_waiting alice@example.com)" -eq 0 ]
+check "export: the claimed journal segment is gone" [ -z "$(ls -A "$STATE/spool/$ALICE")" ]
 check "export: no temporary file left" [ -z "$(ls "$T"/a.mbox.* 2>/dev/null)" ]
 check "export: usage_msgs is 3" [ "$(mailbox_field alice@example.com usage_msgs)" = 3 ]
 check "export: usage_bytes is the messages' RFC822.SIZE" \
@@ -394,14 +407,14 @@ run "$T/pw_c" export carol@example.com --password-stdin --mbox "$T/c.mbox"
 check "carol: export" ok_out '^exported 3 messages'
 run "$T/m1" deliver carol@example.com
 ENTRY=$(sed -n 's/^delivered //p' "$T/out")
-check "carol: one entry waits in the spool" [ -f "$STATE/spool/$CAROL/new/$ENTRY" ]
+check "carol: one entry waits in the spool" spool_has carol@example.com "$ENTRY"
 DB=$STATE/mailboxes/${CAROL:0:2}/$CAROL.sqlite
 SIZE=$(stat -c %s "$DB")
 OFF=$(( (SIZE / 2) / 4096 * 4096 ))
 head -c 4096 /dev/urandom | dd of="$DB" bs=4096 seek=$((OFF / 4096)) conv=notrunc status=none
 expect_fail "export of a damaged mailbox file" "damaged|authentication" "$T/pw_c" \
 	export carol@example.com --password-stdin --mbox "$T/c2.mbox"
-check "damaged mailbox: the spool entry is still there" [ -f "$STATE/spool/$CAROL/new/$ENTRY" ]
+check "damaged mailbox: the spool entry is still there" spool_has carol@example.com "$ENTRY"
 check "damaged mailbox: no output file" [ ! -e "$T/c2.mbox" -a -z "$(ls "$T"/c2.mbox.* 2>/dev/null)" ]
 
 # ------------------------------------------------- import from stdin

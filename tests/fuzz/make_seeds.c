@@ -1,7 +1,8 @@
 /*
  * make_seeds.c - write the binary seed inputs of the envelope and spool
- * fuzz targets (valid envelopes and spool entries need the library and
- * the fixed keys of fuzz_common.h; the other corpora are hand-written).
+ * fuzz targets (valid envelopes, spool entries and journals need the
+ * library and the fixed keys of fuzz_common.h; the other corpora are
+ * hand-written).
  *
  *   make fuzz-seeds       (runs build/tests/fuzz/make_seeds tests/fuzz/corpus)
  *
@@ -68,33 +69,97 @@ envelope_seed(const char *name, const char *mailbox_id, const char *envelope_id,
 	free(blob);
 }
 
-/* A spool entry sealed by the library, prefixed with the raw-mode byte. */
+/* Deliver msg into the journal of mailbox_id under state (envelope
+ * sender@example.com -> rcpt@example.org, delivery id id or a random one). */
 static void
-spool_raw_seed(const char *name, const char *state, const char *msg, size_t len)
+spool_deliver(const char *what, const char *state, const char *mailbox_id, const char *id,
+	      const char *msg, size_t len)
 {
 	unsigned char pk[32], sk[32];
 	struct sbx_spool_meta meta;
-	char *error = NULL, *path, *data;
-	struct sbx_buf seed = { 0 };
-	size_t dlen;
+	char *error = NULL;
 
 	sbxf_spool_keypair(pk, sk);
 	memset(&meta, 0, sizeof(meta));
-	memcpy(meta.delivery_id, SBXF_DELIVERY_ID, SBX_ID_HEX);
+	if (id != NULL)
+		memcpy(meta.delivery_id, id, SBX_ID_HEX);
 	meta.arrival = 1700000000;
 	meta.mail_from = "sender@example.com";
 	meta.orcpt = "rcpt@example.org";
-	if (sbx_spool_deliver(state, SBXF_MAILBOX_ID, pk, &meta, msg, len, NULL, &error) < 0)
-		die(name, error);
-	path = sbx_xasprintf("%s/spool/%s/new/%s", state, SBXF_MAILBOX_ID, SBXF_DELIVERY_ID);
-	if (sbx_read_file(path, 1 << 20, &data, &dlen) < 0)
+	if (sbx_spool_deliver(state, mailbox_id, pk, &meta, msg, len, NULL, &error) < 0)
+		die(what, error);
+}
+
+/* The journal of mailbox_id, read whole and then removed. */
+static void
+spool_take_journal(const char *state, const char *mailbox_id, char **data_r, size_t *len_r)
+{
+	char *path = sbx_xasprintf("%s/spool/%s/journal", state, mailbox_id);
+
+	if (sbx_read_file(path, 1 << 20, data_r, len_r) < 0)
 		die(path, NULL);
-	sbx_buf_append(&seed, "\x00", 1);
-	sbx_buf_append(&seed, data, dlen);
-	put("spool", name, seed.data, seed.len);
 	if (unlink(path) < 0)
 		die(path, NULL);
 	free(path);
+}
+
+/* A bare spool entry sealed by the library (cut out of its journal
+ * record), prefixed with the raw-mode byte. */
+static void
+spool_raw_seed(const char *name, const char *state, const char *msg, size_t len)
+{
+	struct sbx_buf seed = { 0 };
+	char *data;
+	size_t dlen;
+
+	spool_deliver(name, state, SBXF_MAILBOX_ID, SBXF_DELIVERY_ID, msg, len);
+	spool_take_journal(state, SBXF_MAILBOX_ID, &data, &dlen);
+	/* one record: header (32) | entry | check value (16) */
+	if (dlen < 48 || sbx_get_be64((unsigned char *)data + 8) != dlen - 48)
+		die(name, "unexpected journal layout");
+	sbx_buf_append(&seed, "\x00", 1);
+	sbx_buf_append(&seed, data + 32, dlen - 48);
+	put("spool", name, seed.data, seed.len);
+	free(data);
+	sbx_buf_free(&seed);
+}
+
+/* A journal written by the library (journal mode, byte 3), with nmsg
+ * messages; then damage: 0 none, 1 the last record cut short, 2 a byte of
+ * the second record's entry flipped, 3 the second record's length field
+ * pointing into the last record, 4 zero bytes after the last record. */
+static void
+spool_journal_seed(const char *name, const char *state, size_t nmsg, int damage)
+{
+	static const char *msgs[] = { "Subject: one\r\n\r\nfirst\r\n", "", "Subject: 3\r\n\r\nthird\r\n" };
+	struct sbx_buf seed = { 0 };
+	uint64_t off[3] = { 0 }, len2;
+	char *data;
+	size_t dlen, i;
+
+	for (i = 0; i < nmsg; i++)
+		spool_deliver(name, state, SBXF_OTHER_MBOX, NULL, msgs[i], strlen(msgs[i]));
+	spool_take_journal(state, SBXF_OTHER_MBOX, &data, &dlen);
+	for (i = 1; i < nmsg; i++)
+		off[i] = off[i - 1] + 48 + sbx_get_be64((unsigned char *)data + off[i - 1] + 8);
+	sbx_buf_append(&seed, "\x03", 1);
+	sbx_buf_append(&seed, data, dlen);
+	switch (damage) {
+	case 1:
+		seed.len -= 40;
+		break;
+	case 2:
+		seed.data[1 + off[1] + 32 + 100] ^= 0x20;
+		break;
+	case 3:
+		len2 = off[2] + 100 - off[1] - 48;
+		sbx_put_be64((unsigned char *)seed.data + 1 + off[1] + 8, len2);
+		break;
+	case 4:
+		sbx_buf_append(&seed, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+		break;
+	}
+	put("spool", name, seed.data, seed.len);
 	free(data);
 	sbx_buf_free(&seed);
 }
@@ -136,6 +201,13 @@ main(int argc, char **argv)
 		die("mkdtemp", NULL);
 	spool_raw_seed("raw_small", state, msg, sizeof(msg) - 1);
 	spool_raw_seed("raw_empty", state, "", 0);
+	/* Journal: mode 3, then a journal file. */
+	spool_journal_seed("j_one", state, 1, 0);
+	spool_journal_seed("j_three", state, 3, 0);
+	spool_journal_seed("j_torn", state, 3, 1);
+	spool_journal_seed("j_damaged", state, 3, 2);
+	spool_journal_seed("j_bad_length", state, 3, 3);
+	spool_journal_seed("j_zeros", state, 2, 4);
 
 	/* Round trip: mode 1, repeat count, step, message. */
 	sbx_buf_append(&b, "\x01\x00\x00", 3);

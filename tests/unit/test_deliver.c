@@ -2,14 +2,15 @@
  * test_deliver.c - one recipient's spool delivery (deliver.h): the sealed
  * entry holds Delivered-To, Received and the message byte-exact; a Postfix
  * retry of a recorded (queue id, recipient) stores nothing; quota; unknown
- * mailboxes; a write failure (RLIMIT_FSIZE) leaves nothing in new/ and
- * changes no counter.
+ * mailboxes; a write failure (RLIMIT_FSIZE) leaves the spool journal
+ * exactly as long as before and changes no counter.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -189,9 +190,21 @@ TEST(quota_and_unknown)
 	free(err);
 }
 
+static long long
+journal_size(void)
+{
+	char *p = sbx_xasprintf("%s/spool/%s/journal", state, mbox);
+	struct stat st;
+	long long n = stat(p, &st) == 0 ? (long long)st.st_size : -1;
+
+	free(p);
+	return n;
+}
+
 TEST(write_failure_leaves_nothing)
 {
 	size_t before = spool_count();
+	long long size = journal_size();
 	pid_t pid;
 	int status;
 
@@ -220,6 +233,7 @@ TEST(write_failure_leaves_nothing)
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(spool_count() == before);
+	CHECKF(size > 0 && journal_size() == size, "journal %lld bytes, was %lld", journal_size(), size);
 }
 
 int

@@ -159,12 +159,13 @@ TEST(wrong_key_and_newer_schema_refused)
 
 #define NSPOOL 150
 
+/* Spool messages first .. first + n - 1. */
 static void
-spool_n(const char *id, int n)
+spool_from(const char *id, int first, int n)
 {
 	int i;
 
-	for (i = 0; i < n; i++) {
+	for (i = first; i < first + n; i++) {
 		struct sbx_spool_meta meta = { 0 };
 		char *msg = sbx_xasprintf("Subject: message %d\r\n\r\nbody %d SEALBOX-STORE-MARKER\r\n", i, i);
 		char *err = NULL;
@@ -181,19 +182,26 @@ spool_n(const char *id, int n)
 	}
 }
 
+static void
+spool_n(const char *id, int n)
+{
+	spool_from(id, 0, n);
+}
+
 static const char *crash_point;
-static size_t crash_n, crash_seen;
+static size_t crash_n, crash_seen, crash_nth;
 
 static void
 crash_hook(const char *point, size_t n)
 {
-	if (strcmp(point, crash_point) == 0 && n == crash_n && ++crash_seen == 2)
+	if (strcmp(point, crash_point) == 0 && n == crash_n && ++crash_seen == crash_nth)
 		_exit(0);   /* killed: no rollback, no close */
 }
 
-/* Run an import in a child that dies at the given point of the second batch. */
+/* Run an import in a child that dies at the nth time it reaches the given
+ * point (2: in the second batch). */
 static void
-import_and_die(const char *id, const char *point, size_t n)
+import_and_die(const char *id, const char *point, size_t n, size_t nth)
 {
 	pid_t pid = fork();
 	int status;
@@ -207,6 +215,7 @@ import_and_die(const char *id, const char *point, size_t n)
 			_exit(2);
 		crash_point = point;
 		crash_n = n;
+		crash_nth = nth;
 		crash_seen = 0;
 		sbx_import_test_hook = crash_hook;
 		sbx_spool_import(state, id, keys, st, 1 << 20, &stats, &err);
@@ -274,7 +283,7 @@ TEST(import_crash_before_commit)
 
 	new_mailbox(id);
 	spool_n(id, NSPOOL);
-	import_and_die(id, "appended", 10);   /* mid-batch, before its commit */
+	import_and_die(id, "appended", 10, 2);   /* mid-batch, before its commit */
 	verify_all_once(id, NSPOOL);
 }
 
@@ -284,45 +293,72 @@ TEST(import_crash_after_commit_before_unlink)
 
 	new_mailbox(id);
 	spool_n(id, NSPOOL);
-	import_and_die(id, "committed", SBX_IMPORT_BATCH);
+	import_and_die(id, "committed", SBX_IMPORT_BATCH, 2);
 	verify_all_once(id, NSPOOL);
 }
 
-TEST(import_crash_mid_unlink)
+TEST(import_crash_before_segment_removed)
 {
 	char id[SBX_ID_HEX];
 
 	new_mailbox(id);
 	spool_n(id, NSPOOL);
-	import_and_die(id, "unlinked", 5);
+	import_and_die(id, "segment", 0, 1);   /* all committed, segment still there */
 	verify_all_once(id, NSPOOL);
 }
 
-TEST(import_damaged_entry_left_in_place)
+/* A crash after the claim and a first batch; more mail arrives meanwhile
+ * into a fresh journal: the next import takes both segments. */
+TEST(import_crash_then_more_mail)
 {
-	char id[SBX_ID_HEX], **ids = NULL, *err = NULL, *p;
-	size_t n = 0;
+	char id[SBX_ID_HEX];
+
+	new_mailbox(id);
+	spool_n(id, NSPOOL - 20);
+	import_and_die(id, "committed", SBX_IMPORT_BATCH, 1);
+	spool_from(id, NSPOOL - 20, 20);
+	verify_all_once(id, NSPOOL);
+}
+
+TEST(import_damaged_record_kept)
+{
+	char id[SBX_ID_HEX], *err = NULL, *path, *cmd;
+	struct sbx_spool_scan *sc = NULL;
+	struct sbx_spool_rec rec;
 	struct sbx_store *st;
 	struct sbx_import_stats stats;
+	uint64_t off = 0;
+	size_t n = 0;
 	int fd;
 
 	new_mailbox(id);
 	spool_n(id, 3);
-	CHECK(sbx_spool_list(state, id, &ids, &n, &err) == 0 && n == 3);
-	if (n != 3)
-		return;
-	p = sbx_xasprintf("%s/spool/%s/new/%s", state, id, ids[1]);
-	fd = open(p, O_WRONLY);
-	CHECK(fd >= 0 && pwrite(fd, "XXXX", 4, 200) == 4);
+	path = sbx_xasprintf("%s/spool/%s/journal", state, id);
+	CHECK(sbx_spool_scan_open(path, &sc, &err) == 0);
+	while (sc != NULL && sbx_spool_scan_next(sc, &rec, &err) == 1)
+		if (++n == 2)
+			off = rec.offset + 200;   /* inside the second record's entry */
+	sbx_spool_scan_close(&sc);
+	CHECK(n == 3 && off > 0);
+	fd = open(path, O_WRONLY);
+	CHECK(fd >= 0 && pwrite(fd, "XXXX", 4, (off_t)off) == 4);
 	close(fd);
 	st = open_store(id);
 	CHECK(st != NULL);
+	if (st == NULL)
+		return;
 	CHECK(sbx_spool_import(state, id, keys, st, 1 << 20, &stats, &err) == 0);
-	CHECK(stats.imported == 2 && stats.damaged == 1);
-	CHECK(access(p, F_OK) == 0);
+	CHECKF(stats.imported == 2 && stats.damaged == 1, "imported %zu damaged %zu",
+	       stats.imported, stats.damaged);
+	/* the segment is kept for the admin, not imported again */
+	cmd = sbx_xasprintf("ls '%s/spool/%s' | grep -q '^damaged\\.'", state, id);
+	CHECK(system(cmd) == 0);
+	CHECK(access(path, F_OK) < 0);
+	CHECK(sbx_spool_import(state, id, keys, st, 1 << 20, &stats, &err) == 0);
+	CHECK(stats.imported == 0 && stats.damaged == 0);
 	sbx_store_close(&st);
-	sbx_spool_list_free(ids, n);
-	free(p);
+	free(cmd);
+	free(path);
 }
 
 TEST(no_plaintext_under_state_dir)
@@ -384,8 +420,9 @@ main(void)
 	RUN(wrong_key_and_newer_schema_refused);
 	RUN(import_crash_before_commit);
 	RUN(import_crash_after_commit_before_unlink);
-	RUN(import_crash_mid_unlink);
-	RUN(import_damaged_entry_left_in_place);
+	RUN(import_crash_before_segment_removed);
+	RUN(import_crash_then_more_mail);
+	RUN(import_damaged_record_kept);
 	RUN(no_plaintext_under_state_dir);
 	RUN(mbox_round_trip);
 
