@@ -1,5 +1,5 @@
 # sealbox top-level Makefile.
-#   make            build libsealbox.a, sealboxctl and the tests into build/
+#   make            build libsealbox.a, the programs and the tests into build/
 #   make check      build and run every test; ends with "N passed, M failed"
 #   make check SAN=1  the same with AddressSanitizer + UBSan, into build-san/
 #   make deps       install the Debian packages the build and tests need
@@ -37,9 +37,11 @@ LIB_SRC  := $(wildcard shared/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsealbox.a
 
-PROGS    := $(BUILD)/sealboxctl $(BUILD)/sealbox-lmtpd
+PROGS    := $(BUILD)/sealboxctl $(BUILD)/sealbox-lmtpd $(BUILD)/sealbox-milter
 LMTPD_SRC := $(wildcard lmtpd/*.c)
 LMTPD_OBJ := $(LMTPD_SRC:%.c=$(BUILD)/%.o)
+MILTER_SRC := $(wildcard milter/*.c)
+MILTER_OBJ := $(MILTER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -76,6 +78,11 @@ $(BUILD)/sealboxctl: $(BUILD)/ctl/sealboxctl.o $(LIB)
 $(LMTPD_OBJ): $(wildcard lmtpd/*.h)
 
 $(BUILD)/sealbox-lmtpd: $(LMTPD_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(MILTER_OBJ): $(wildcard milter/*.h)
+
+$(BUILD)/sealbox-milter: $(MILTER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)

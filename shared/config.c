@@ -32,6 +32,7 @@ static const struct config_key {
 	{ "message_size_limit", "50M" },
 	{ "mailbox_domain", "mailbox.sealbox.internal" },
 	{ "webhook_domain", "webhook.sealbox.internal" },
+	{ "unknown_domain", "unknown.sealbox.internal" },
 	{ "unlock_grace", "30" },
 	{ "max_hops", "25" },
 	{ "log_level", "info" },
@@ -41,6 +42,7 @@ static const struct config_key {
 	{ "lmtp_idle_timeout", "300" },
 	{ "webhook_timeout", "30" },
 	{ "webhook_ca_file", NULL },
+	{ "milter_max_recipients", "1000" },
 };
 
 struct sbx_config {

@@ -25,5 +25,11 @@
 #define SBX_SPOOL_MAX_META        4096   /* sealed metadata record */
 #define SBX_MAX_WEBHOOK_SECRET     256
 #define SBX_IMPORT_BATCH            64   /* spool entries per import transaction */
+/* sealbox-milter (route.c) */
+#define SBX_MAX_RCPT_ARG          1024   /* bytes of a RCPT argument in a hosted domain */
+#define SBX_MAX_FORWARD_DEPTH        8   /* forwards followed inside hosted domains */
+#define SBX_MAX_FORWARD_EXPAND      64   /* addresses resolved for one RCPT */
+#define SBX_DEF_MILTER_RECIPIENTS 1000   /* milter_max_recipients default */
+#define SBX_MAX_MILTER_RECIPIENTS 100000 /* ceiling for milter_max_recipients */
 
 #endif
