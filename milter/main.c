@@ -188,17 +188,15 @@ main(int argc, char **argv)
 		goto out;
 	milter_g.route.max_recipients = (unsigned)v;
 	/* Fail at start, not at the first RCPT, when directory.db is missing
-	 * or unreadable; each libmilter thread opens its own later. */
+	 * or unreadable; RCPTs take connections from a pool (filter.c). */
 	if (sbx_route_db_open(milter_g.state_dir, &db, &err) < 0) {
 		sbx_error("%s", err);
 		free(err);
 		goto out;
 	}
 	sbx_route_db_close(&db);
-	if (milter_filter_init() < 0) {
-		sbx_error("pthread_key_create failed");
+	if (milter_filter_init() < 0)
 		goto out;
-	}
 	if (listen_spec(sbx_config_get(cfg, "milter_listen"), &conn, &path, &name) < 0)
 		goto out;
 	if (smfi_setconn(conn) != MI_SUCCESS || smfi_register(milter_desc) != MI_SUCCESS) {
@@ -229,6 +227,7 @@ main(int argc, char **argv)
 		sbx_warn("stopping with %u messages still open (Postfix applies milter_default_action)",
 			 left);
 	remove_socket(path);
+	milter_filter_done();
 	sbx_info("stopped");
 	/* cfg stays: a straggling libmilter thread may still read the
 	 * domains in milter_g.route until exit. */

@@ -27,6 +27,7 @@ extern struct smfiDesc milter_desc;
 
 /* Once, before smfi_main(): the per-thread directory.db key. 0 or -1. */
 int milter_filter_init(void);
+void milter_filter_done(void);
 /* Messages between MAIL and EOM/abort right now (for a clean stop). */
 unsigned milter_active_messages(void);
 #endif

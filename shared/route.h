@@ -44,7 +44,8 @@
  * 554 5.4.6.
  *
  * Nothing here blocks except the SQLite reads; nothing here is
- * thread-safe: one sbx_route_db per thread, one sbx_route_msg per message.
+ * thread-safe: one thread uses an sbx_route_db at a time, one sbx_route_msg
+ * per message.
  */
 #ifndef SBX_ROUTE_H
 #define SBX_ROUTE_H
