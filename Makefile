@@ -12,7 +12,8 @@
 PKGS     := sqlite3 libsodium gmime-3.0 json-c libuv openssl libcurl
 DEB_PKGS := build-essential pkg-config libsqlite3-dev libsodium-dev \
             libgmime-3.0-dev libjson-c-dev libuv1-dev libssl-dev \
-            libcurl4-openssl-dev libmilter-dev mandoc sqlite3 python3
+            libcurl4-openssl-dev libmilter-dev mandoc sqlite3 python3 \
+            postfix
 # Only for `make fuzz`, not for `make check`.
 FUZZ_PKGS := clang-14 libclang-rt-14-dev
 
