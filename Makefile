@@ -3,7 +3,8 @@
 #   make check      build and run every test; ends with "N passed, M failed"
 #   make check SAN=1  the same with AddressSanitizer + UBSan, into build-san/
 #   make deps       install the Debian packages the build and tests need
-#   make demo       build, then run the store demo (README)
+#   make demo       build, then start the whole pipeline on loopback (README)
+#   make demo-stop  stop what make demo started
 #   make bench      run the benchmarks under bench/ (not part of check)
 #   make fuzz       build the libFuzzer targets (clang-14) into build-fuzz/ and
 #                   run each for FUZZ_SECONDS (default 60); fails on any crash
@@ -55,7 +56,7 @@ SEEDS_BIN   := $(BUILD)/tests/fuzz/make_seeds
 FUZZ_GCC_OBJ := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.o) \
                 $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/make_seeds.o
 
-.PHONY: all check deps demo bench clean man-lint fuzz fuzz-build fuzz-seeds
+.PHONY: all check deps demo demo-stop bench clean man-lint fuzz fuzz-build fuzz-seeds
 FAULT_SO := $(BUILD)/tests/fault/libenospc.so
 all: $(LIB) $(PROGS) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(SEEDS_BIN) $(FAULT_SO)
 
@@ -151,7 +152,10 @@ man-lint:
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@sh tests/demo.sh $(BUILD)
+	@python3 tests/demo.py $(BUILD)
+
+demo-stop:
+	@python3 tests/demo.py $(BUILD) stop
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -177,7 +177,7 @@ class Hook:
 class Pipeline:
     def __init__(self, build=None, domains=("example.com",), forward_domains=("forward.test",),
                  chroot=True, workdir=None, keep=False, webhook_secret="e2e-webhook-secret-0123456789",
-                 sealbox_conf="", postfix_conf=(), log_level="info", run_as=None):
+                 sealbox_conf="", postfix_conf=(), log_level="info", run_as=None, smtp_port=None):
         """build: folder with sealbox-lmtpd, sealbox-milter, sealboxctl
         (default $SBX_BIN, else TOP/build).  domains: hosted domains (added
         with sealboxctl and set as virtual_mailbox_domains).
@@ -187,6 +187,8 @@ class Pipeline:
         checks signatures with (give it to `alias add
         --webhook-secret-stdin`).  sealbox_conf: extra sealbox.conf lines.
         postfix_conf: extra "name = value" main.cf settings (postconf -e).
+        smtp_port: the loopback port of Postfix's smtpd (default: a free
+        one; the demo uses 2525).
         run_as: user name that sealbox-lmtpd, sealbox-milter and sealboxctl
         run as, owner of the state folder and of queue/sealbox/ (as a site's
         "sealbox" user); default root."""
@@ -216,6 +218,7 @@ class Pipeline:
         self.state = os.path.join(self.sbx, "state")
         self.sinkdir = os.path.join(d, "sink")
         self.hookdir = os.path.join(d, "hooks")
+        self.fixed_smtp_port = smtp_port
         self.smtp_port = None
         self.sink_port = None
         self.hook_port = None
@@ -338,7 +341,7 @@ class Pipeline:
         for sub in (self.sinkdir, self.hookdir):
             os.makedirs(sub, exist_ok=True)
         os.chown(self.sinkdir, _uid("postfix"), _gid("postfix"))  # smtp-sink -u postfix
-        self.smtp_port = free_port()
+        self.smtp_port = self.fixed_smtp_port or free_port()
         self.sink_port = free_port()
 
     def _sealbox_setup(self):
