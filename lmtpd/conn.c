@@ -1,7 +1,7 @@
 /*
  * conn.c - one LMTP connection: bytes from libuv into the protocol engine
  * (shared/lmtp.h), recipient checks and deliveries on the thread pool,
- * replies back out. One log line per recipient outcome.
+ * loop protection, replies back out. One log line per recipient outcome.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,6 +483,42 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 		deliver_done(w, 0);
 }
 
+/* ---- loop protection ---- */
+
+/*
+ * More than max_hops Received: and Delivered-To: fields in the header
+ * block: a mail loop (RFC 5321 6.3). Every recipient of the message is
+ * refused with 554 5.4.6, on either listener, before anything is looked
+ * up, stored or POSTed; Postfix bounces it. The count is one pass over the
+ * header block (sbx_deliver_hops), done here on the loop thread. Returns
+ * 1 when the message was refused.
+ */
+static int
+refuse_loop(struct conn *c, const struct sbx_lmtp_event *ev)
+{
+	const struct sbx_lmtp_xforward *x = sbx_lmtp_xforward(c->s);
+	unsigned hops = sbx_deliver_hops(ev->msg, ev->msg_len);
+	char line[400], q[80], a[200], o[200];
+	size_t i;
+
+	if (hops <= c->srv->max_hops)
+		return 0;
+	for (i = 0; i < ev->nrcpts; i++) {
+		const struct sbx_lmtp_rcpt *r = ev->rcpts[i];
+
+		snprintf(line, sizeof(line), "554 5.4.6 <%s> Too many hops (%u Received/Delivered-To "
+			 "header lines): mail forwarding loop", r->addr, hops);
+		sbx_info("%s: queue=%s rcpt=%s orcpt=%s size=%zu status=554 5.4.6: too many hops "
+			 "(%u Received/Delivered-To header lines, max_hops %u)", c->id,
+			 sbx_log_printable(q, sizeof(q), x != NULL && x->ident ? x->ident : "-", 40),
+			 sbx_log_printable(a, sizeof(a), r->addr, 120),
+			 sbx_log_printable(o, sizeof(o), r->orcpt ? r->orcpt : "-", 120), ev->msg_len,
+			 hops, c->srv->max_hops);
+		sbx_lmtp_data_reply(c->s, i, line);
+	}
+	return 1;
+}
+
 /* ---- the event loop of one connection ---- */
 
 void
@@ -507,6 +543,8 @@ conn_pump(struct conn *c)
 			break;
 		case SBX_LMTP_MESSAGE:
 			reading(c, 0);
+			if (refuse_loop(c, &ev))
+				break;
 			if (c->kind == LISTEN_WEBHOOK)
 				webhook_message(c, &ev);
 			else

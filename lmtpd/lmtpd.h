@@ -24,6 +24,7 @@ struct server {
 	unsigned nconn, max_conn;
 	uint64_t idle_ms;
 	uint64_t webhook_timeout_ms;
+	unsigned max_hops;            /* Received + Delivered-To lines a message may have */
 	const char *webhook_ca_file;
 	/* one directory.db connection shared by the workers, serialised */
 	struct sbx_dir *dir;

@@ -190,6 +190,9 @@ main(int argc, char **argv)
 	if (get_uint(srv.cfg, "webhook_timeout", 1, 3600, &v) < 0)
 		goto out;
 	srv.webhook_timeout_ms = v * 1000;
+	if (get_uint(srv.cfg, "max_hops", 1, 1000, &v) < 0)
+		goto out;
+	srv.max_hops = (unsigned)v;
 	srv.webhook_ca_file = sbx_config_get(srv.cfg, "webhook_ca_file");
 	if (sbx_dir_open(srv.state_dir, 0, &srv.dir, &err) < 0) {
 		sbx_error("%s", err);
@@ -228,8 +231,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* a file size limit makes write() fail with EFBIG (451) instead of killing us */
 	signal(SIGXFSZ, SIG_IGN);
-	sbx_info("started (state_dir %s, message_size_limit %llu)", srv.state_dir,
-		 (unsigned long long)srv.lim.max_size);
+	sbx_info("started (state_dir %s, message_size_limit %llu, max_hops %u)", srv.state_dir,
+		 (unsigned long long)srv.lim.max_size, srv.max_hops);
 	uv_run(srv.loop, UV_RUN_DEFAULT);
 	sbx_info("stopped");
 	rc = 0;

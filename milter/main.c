@@ -181,9 +181,6 @@ main(int argc, char **argv)
 	milter_g.route.mailbox_domain = sbx_config_get(cfg, "mailbox_domain");
 	milter_g.route.webhook_domain = sbx_config_get(cfg, "webhook_domain");
 	milter_g.route.unknown_domain = sbx_config_get(cfg, "unknown_domain");
-	if (get_uint(cfg, "max_hops", 1, 1000, &v) < 0)
-		goto out;
-	milter_g.route.max_hops = (unsigned)v;
 	if (get_uint(cfg, "milter_max_recipients", 1, SBX_MAX_MILTER_RECIPIENTS, &v) < 0)
 		goto out;
 	milter_g.route.max_recipients = (unsigned)v;
@@ -206,8 +203,8 @@ main(int argc, char **argv)
 	if (open_socket(path, name) < 0)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
-	sbx_info("started (state_dir %s, listening on %s, max_hops %u, milter_max_recipients %u)",
-		 milter_g.state_dir, name, milter_g.route.max_hops, milter_g.route.max_recipients);
+	sbx_info("started (state_dir %s, listening on %s, milter_max_recipients %u)",
+		 milter_g.state_dir, name, milter_g.route.max_recipients);
 	/* libmilter's own thread turns SIGHUP, SIGTERM and SIGINT into a
 	 * stop: smfi_main returns once the listener is closed. */
 	if (smfi_main() != MI_SUCCESS)

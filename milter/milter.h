@@ -5,8 +5,8 @@
  * libmilter serves each Postfix connection on its own thread or on a
  * worker of its pool, and a connection may move between workers from one
  * command to the next. So per-connection state lives only in
- * smfi_setpriv(), and each thread that runs a callback has its own
- * read-only directory.db connection (a pthread key, opened on first use).
+ * smfi_setpriv(), and a RCPT borrows a read-only directory.db connection
+ * from a pool (filter.c) for the length of its lookup.
  */
 #ifndef SBX_MILTER_H
 #define SBX_MILTER_H
@@ -25,7 +25,7 @@ extern struct milter_global milter_g;
 /* The filter description handed to smfi_register(). */
 extern struct smfiDesc milter_desc;
 
-/* Once, before smfi_main(): the per-thread directory.db key. 0 or -1. */
+/* Once, before smfi_main(). 0 or -1. */
 int milter_filter_init(void);
 void milter_filter_done(void);
 /* Messages between MAIL and EOM/abort right now (for a clean stop). */

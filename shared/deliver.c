@@ -1,8 +1,10 @@
 /* deliver.c - see deliver.h. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "deliver.h"
 #include "spool.h"
@@ -21,6 +23,72 @@ sbx_deliver_headers(const char *msg, size_t len, const char *delivered_to, const
 		sbx_buf_appendf(&b, "Received: %s%s", received, eol);
 	sbx_buf_append(&b, "", 1);
 	return b.data;
+}
+
+/* Does the field name of this header line (len bytes, no line end) match
+ * name? The name, optional white space, then ':'. */
+static int
+field_is(const char *line, size_t len, const char *name)
+{
+	size_t n = strlen(name), i;
+
+	if (len <= n || strncasecmp(line, name, n) != 0)
+		return 0;
+	for (i = n; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	return i < len && line[i] == ':';
+}
+
+/* A header field line: a name, optional white space, ':'. The name is
+ * RFC 5322 ftext plus 8-bit bytes, which Postfix's is_header() also
+ * takes: anything but controls, space, DEL and ':'. */
+static int
+is_field(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (unsigned char)line[i] > ' ' && line[i] != 0x7f && line[i] != ':')
+		i++;
+	if (i == 0)
+		return 0;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return i < len && line[i] == ':';
+}
+
+unsigned
+sbx_deliver_hops(const char *msg, size_t len)
+{
+	const char *p = msg, *end;
+	unsigned hops = 0;
+	int in_field = 0;
+
+	if (msg == NULL)
+		return 0;
+	end = msg + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *next = nl != NULL ? nl + 1 : end;
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			break;                          /* the empty line */
+		if (p[0] == ' ' || p[0] == '\t') {
+			if (!in_field)
+				break;                  /* not a header block */
+		} else if (is_field(p, n)) {
+			in_field = 1;
+			if ((field_is(p, n, "Received") || field_is(p, n, "Delivered-To")) &&
+			    hops < UINT_MAX)
+				hops++;
+		} else {
+			break;                          /* the body starts here */
+		}
+		p = next;
+	}
+	return hops;
 }
 
 /* A header value must stay one line: no CR, LF or NUL from the envelope. */

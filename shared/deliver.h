@@ -70,6 +70,23 @@ enum sbx_deliver_status sbx_deliver_spool(struct sbx_dir *dir, const char *state
 					  char delivery_id_r[SBX_ID_HEX], uint64_t *bytes_r,
 					  char **error_r);
 
+/*
+ * Loop protection: the Received: and Delivered-To: fields in msg's header
+ * block, counted over the bytes as lmtpd got them, before its own fields
+ * are prepended. lmtpd refuses every recipient of a message with more than
+ * max_hops of them (554 5.4.6).
+ *
+ * The header block ends at the first empty line (CRLF CRLF or LF LF), or,
+ * as in Postfix's cleanup, at the first line that is neither a header
+ * field nor the continuation of one (a line starting with a space or tab
+ * after a field). A field counts when its name is Received or Delivered-To
+ * in any case, white space allowed before the colon (obsolete syntax,
+ * which Postfix also takes); a folded field counts once, and nothing in a
+ * continuation line or the body counts. One pass over at most len bytes,
+ * no allocation; the count saturates at UINT_MAX.
+ */
+unsigned sbx_deliver_hops(const char *msg, size_t len);
+
 /* The fields prepended to msg: "Delivered-To: <to>" and, when received is
  * given, "Received: <received>", each ending like msg's first line (CRLF
  * or LF). malloc'd. */

@@ -33,7 +33,6 @@ sbx_route_cfg_default(struct sbx_route_cfg *cfg)
 	cfg->mailbox_domain = "mailbox.sealbox.internal";
 	cfg->webhook_domain = "webhook.sealbox.internal";
 	cfg->unknown_domain = "unknown.sealbox.internal";
-	cfg->max_hops = 25;
 	cfg->max_recipients = SBX_DEF_MILTER_RECIPIENTS;
 }
 
@@ -178,12 +177,11 @@ struct sbx_route_msg {
 	const struct sbx_route_cfg *cfg;
 	int non_smtp;
 	uint64_t size;
-	unsigned hops;
 	struct rcpt *rcpts;
 	size_t nrcpts, rcpts_cap;
 	struct target *targets;
 	size_t ntargets, targets_cap;
-	/* non-SMTP: a failure to answer at EOH/EOM */
+	/* non-SMTP: a failure to answer for the whole message (EOH/EOM) */
 	const char *later_code, *later_xcode;
 	char later_text[SBX_ROUTE_TEXT_MAX];
 };
@@ -832,14 +830,6 @@ out:
 	return res;
 }
 
-void
-sbx_route_header(struct sbx_route_msg *m, const char *name)
-{
-	if ((strcasecmp(name, "Received") == 0 || strcasecmp(name, "Delivered-To") == 0) &&
-	    m->hops < (unsigned)-1)
-		m->hops++;
-}
-
 int
 sbx_route_eoh(struct sbx_route_msg *m, struct sbx_route_reply *r)
 {
@@ -850,16 +840,7 @@ sbx_route_eoh(struct sbx_route_msg *m, struct sbx_route_reply *r)
 		r->detail = sbx_xstrdup("non-SMTP recipient failure");
 		return -1;
 	}
-	if (m->nrcpts == 0)
-		return 1;
-	if (m->hops > m->cfg->max_hops) {
-		reply_set(r, SBX_ROUTE_REJECT, "554", "5.4.6",
-			  "Too many hops (%u Received/Delivered-To header lines): mail forwarding loop",
-			  m->hops);
-		r->detail = sbx_xasprintf("%u hops, max_hops %u", m->hops, m->cfg->max_hops);
-		return -1;
-	}
-	return 0;
+	return m->nrcpts == 0 ? 1 : 0;
 }
 
 /* "<local@domain>", the local part quoted when it is not a dot-atom. */

@@ -4,8 +4,11 @@
  * so they can be tested without libmilter or Postfix.
  *
  * Per message: sbx_route_msg_new, then sbx_route_rcpt for every RCPT,
- * sbx_route_header for every header, sbx_route_eoh, sbx_route_eom (the
- * envelope rewrite plan), sbx_route_msg_free.
+ * sbx_route_eoh (optional: only when the MTA sends end-of-headers),
+ * sbx_route_eom (the envelope rewrite plan), sbx_route_msg_free. No
+ * header is looked at: loop protection is sealbox-lmtpd's, over the
+ * delivered message (deliver.h sbx_deliver_hops), and Postfix's own
+ * hopcount_limit.
  *
  * RCPT decisions (the argument exactly as received, "<User+Tag@Example.COM>"
  * from smtpd, a bare address from cleanup's non-SMTP emulation):
@@ -39,10 +42,6 @@
  * directory error or too many recipients is answered at EOH/EOM for the
  * whole message.
  *
- * Loop protection: a message with a hosted recipient and more than
- * max_hops Received/Delivered-To header lines is refused at EOH with
- * 554 5.4.6.
- *
  * Nothing here blocks except the SQLite reads; nothing here is
  * thread-safe: one thread uses an sbx_route_db at a time, one sbx_route_msg
  * per message.
@@ -58,7 +57,6 @@ struct sbx_route_cfg {
 	const char *mailbox_domain;   /* borrowed; compared case-insensitively */
 	const char *webhook_domain;
 	const char *unknown_domain;
-	unsigned max_hops;            /* Received + Delivered-To lines allowed */
 	unsigned max_recipients;      /* hosted RCPTs, and distinct targets, per message */
 };
 /* The compiled-in defaults (the config defaults of sealbox.conf(5)). */
@@ -82,7 +80,7 @@ enum sbx_route_result {
 	SBX_ROUTE_PASS = 0,   /* not ours: untouched, continue */
 	SBX_ROUTE_ROUTED,     /* hosted, targets recorded: continue */
 	SBX_ROUTE_REWRITE,    /* non-SMTP unknown: to unknown_domain at EOM; continue */
-	SBX_ROUTE_LATER,      /* non-SMTP failure, answered at EOH/EOM; continue */
+	SBX_ROUTE_LATER,      /* non-SMTP failure, answered at EOH or EOM; continue */
 	SBX_ROUTE_REJECT,     /* answer code/xcode/text now (5xx) */
 	SBX_ROUTE_DEFER,      /* answer code/xcode/text now (4xx) */
 };
@@ -122,12 +120,11 @@ enum sbx_route_result sbx_route_rcpt(struct sbx_route_msg *m, struct sbx_route_d
 				     const char *arg, char *const *params,
 				     struct sbx_route_reply *r);
 
-/* Count a header by name (Received, Delivered-To; any case). */
-void sbx_route_header(struct sbx_route_msg *m, const char *name);
-
-/* End of headers: -1 with the reply in r (554 5.4.6 too many hops, or a
- * non-SMTP failure kept for later), 0 when EOM has a rewrite to do, 1 when
- * the message has no hosted recipient (the milter may accept it now). */
+/* The verdict once the recipients are known, at end of headers (when the
+ * MTA sends it) and again inside sbx_route_eom: -1 with the reply in r (a
+ * non-SMTP failure kept for the whole message), 0 when EOM has a rewrite
+ * to do, 1 when the message has no hosted recipient (the milter may
+ * accept it now). */
 int sbx_route_eoh(struct sbx_route_msg *m, struct sbx_route_reply *r);
 
 /*

@@ -15,7 +15,9 @@ an alias with all three targets delivers each once; unknown recipients get
 550 at RCPT; plus addressing, regex and catch-all aliases; a webhook
 answering 500 is deferred alone and retries never duplicate the mailbox
 copy; mail from sendmail(1) to an unknown hosted address bounces (5.1.1)
-while its other recipient is delivered; the queue id leads through
+while its other recipient is delivered; loop protection: Postfix's
+hopcount_limit refuses 26 Received lines at DATA, lmtpd bounces 26
+Received + Delivered-To lines with 5.4.6, 25 are delivered; the queue id leads through
 Postfix's, the milter's and lmtpd's logs; no plaintext in sealbox's state
 folder; the milter down means 451 to clients and sendmail mail waiting in
 maildrop, lmtpd down means deferred mail, both delivered once the daemon is
@@ -317,6 +319,49 @@ def check_non_smtp(p):
        [(m["mail_from"], m["rcpts"]) for m in dsn])
 
 
+def check_hops(p):
+    """Loop protection, split between Postfix (hopcount_limit in
+    main.cf.snippet: Received lines only, smtpd's own included) and lmtpd
+    (max_hops, default 25: Received + Delivered-To at delivery)."""
+    def hops(n_received, n_delivered_to, subject):
+        mid, msg = message(subject, to="hello@example.com")
+        extra = b"".join(b"Received: from h%d.example.org by h%d.example.net; "
+                         b"Wed, 25 Nov 2026 12:00:00 +0000\r\n" % (i, i + 1) for i in range(n_received))
+        extra += b"Delivered-To: list@example.org\r\n" * n_delivered_to
+        return mid, extra + msg
+
+    # 25 from the client + smtpd's own = 26 Received lines: Postfix refuses
+    mid, msg = hops(25, 0, "hops: 26 Received")
+    r = p.send("bouncer@forward.test", ["hello@example.com"], msg)
+    ok(r.rcpt["hello@example.com"][0] == 250 and r.data == (554, "5.4.0 Error: too many hops")
+       and r.queue_id is None,
+       "hops: 26 Received lines refused at DATA by Postfix (hopcount_limit = 26)", r.data)
+    # 24 + smtpd's = 25 Received, plus 1 Delivered-To = 26 hops: lmtpd's 5.4.6, bounced
+    mid, msg = hops(24, 1, "hops: 26 with Delivered-To")
+    r = p.send("bouncer@forward.test", ["hello@example.com"], msg)
+    ok(r.queue_id is not None, "hops: 25 Received + 1 Delivered-To accepted by Postfix", r)
+    p.wait_empty()
+    log = "\n".join(p.log_for(r.queue_id or "-"))
+    ok(re.search(r"%s: to=<[0-9a-f]+@mailbox\.sealbox\.internal>, .*"
+                 r"dsn=5\.4\.6, status=bounced \(host \S+ said: 554 5\.4\.6 <[0-9a-f]+@mailbox\."
+                 r"sealbox\.internal> Too many hops \(26 Received/Delivered-To header lines\)" % r.queue_id, log)
+       and re.search(r"queue=%s rcpt=\S+ orcpt=hello@example\.com size=\d+ status=554 5\.4\.6: too many hops"
+                     % r.queue_id, p.lmtpd_log()),
+       "hops: 26 Received + Delivered-To lines: lmtpd answers 554 5.4.6, Postfix bounces", log)
+    dsn = [m for m in p.sink_messages() if any("bouncer@forward.test" in x for x in m["rcpts"])
+           and m["mail_from"].startswith("<>") and mid.encode() in m["message"]]
+    ok(len(dsn) == 1 and b"5.4.6" in dsn[0]["message"] and b"hello@example.com" in dsn[0]["message"]
+       and not copies(p, "alice@example.com", ALICE_PW, mid),
+       "hops: the sender gets one bounce (5.4.6, the alias named); nothing in the mailbox",
+       [(m["mail_from"], m["rcpts"]) for m in dsn])
+    # 24 + smtpd's = 25: delivered
+    mid, msg = hops(24, 0, "hops: 25")
+    r = p.send("bouncer@forward.test", ["hello@example.com"], msg)
+    p.wait_empty()
+    ok(r.queue_id is not None and len(copies(p, "alice@example.com", ALICE_PW, mid)) == 1,
+       "hops: 25 Received lines (max_hops) delivered", p.log_for(r.queue_id or "-"))
+
+
 def check_milter_down(p):
     p.stop_milter(signal.SIGKILL)     # a crash: the socket stays, nobody listens
     mid, msg = message("milter down")
@@ -478,6 +523,7 @@ def main():
         check_routes(p)
         check_webhook_500(p)
         check_non_smtp(p)
+        check_hops(p)
         check_logs(p, qid)
         check_at_rest(p)
         check_milter_down(p)

@@ -5,12 +5,15 @@
 
 Sets up a private state directory with sealboxctl, starts sealbox-milter -f
 on a unix socket and talks to it the way Postfix's milter client does
-(protocol version 6: 4-byte length, command byte, NUL-terminated strings):
-option negotiation and the macro lists it asks for, SMTP and non-SMTP
-sessions, per-recipient replies, the envelope rewrite at end of message
-(delete/add-with-parameters records), hop counting, abort, concurrent
-connections, aliases added while it runs, a broken directory.db, an inet
-listener, start-up errors, the log, and SIGTERM/SIGHUP.
+(protocol version 6: 4-byte length, command byte, NUL-terminated strings;
+events the milter negotiated away are not sent, replies it negotiated away
+are not awaited): option negotiation and the macro lists it asks for, SMTP
+and non-SMTP sessions, per-recipient replies, the envelope rewrite at end
+of message (delete/add-with-parameters records), an MTA that cannot skip
+headers and end-of-headers (headers play no part in any decision), abort,
+concurrent connections, aliases added while it runs, a broken
+directory.db, an inet listener, start-up errors, the log, and
+SIGTERM/SIGHUP.
 """
 import json
 import os
@@ -31,9 +34,17 @@ MILTER = os.path.join(BUILD, "sealbox-milter")
 SMFIF_ADDHDRS, SMFIF_ADDRCPT, SMFIF_DELRCPT = 0x01, 0x04, 0x08
 SMFIF_ADDRCPT_PAR, SMFIF_SETSYMLIST = 0x80, 0x100
 SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOBODY = 0x01, 0x02, 0x10
+SMFIP_NOHDRS, SMFIP_NOEOH = 0x20, 0x40
 SMFIP_NR_HDR, SMFIP_NOUNKNOWN, SMFIP_NODATA = 0x80, 0x100, 0x200
+SMFIP_NR_CONN, SMFIP_NR_MAIL, SMFIP_NR_RCPT, SMFIP_NR_EOH = 0x1000, 0x4000, 0x8000, 0x40000
+SMFIP_NR_ANY = 0xFF000 | SMFIP_NR_HDR   # every "no reply" flag
 ALL_ACTIONS = 0x1FF
-ALL_PROTO = 0x1FFFFF
+ALL_PROTO = 0x1FFFFF                     # what Postfix 3.7 offers (protocol 6)
+# an MTA that can neither skip headers and end-of-headers nor go without
+# replies, except to headers (as Postfix before it learnt NOHDRS/NOEOH)
+OLD_PROTO = ALL_PROTO & ~(SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NR_ANY) | SMFIP_NR_HDR
+# one that knows no "no reply" flag at all
+NO_NR_PROTO = ALL_PROTO & ~(SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NR_ANY)
 FINAL = {b"a", b"c", b"r", b"t", b"y", b"d", b"4", b"f"}
 
 failures = 0
@@ -58,7 +69,9 @@ def z(*parts):
 
 
 class Milter:
-    """One MTA-side milter connection."""
+    """One MTA-side milter connection.  As Postfix's milter8.c: an event
+    the milter negotiated away (SMFIP_NO*) is not sent, a reply it
+    negotiated away (SMFIP_NR_*) is not awaited; those calls return None."""
 
     def __init__(self, addr, actions=ALL_ACTIONS, proto=ALL_PROTO):
         if isinstance(addr, tuple):
@@ -67,7 +80,7 @@ class Milter:
             self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.s.settimeout(10)
             self.s.connect(addr)
-        self.nr_hdr = False
+        self.proto = 0
         self.neg = self.optneg(actions, proto)
 
     def close(self):
@@ -107,7 +120,9 @@ class Milter:
             end = rest.index(b"\0", 4)
             macros[stage] = rest[4:end].decode()
             rest = rest[end + 1:]
-        self.nr_hdr = bool(prot & SMFIP_NR_HDR)
+        if prot & ~proto:
+            raise RuntimeError("milter asked for protocol flags not offered: 0x%x" % (prot & ~proto))
+        self.proto = prot
         return {"cmd": c, "version": ver, "actions": act, "proto": prot, "macros": macros}
 
     def macro(self, stage, **kv):
@@ -117,6 +132,9 @@ class Milter:
         c, d = self.recv()
         return c.decode() + (d.rstrip(b"\0").decode() if c == b"y" else "")
 
+    def maybe_reply(self, nr_flag):
+        return None if self.proto & nr_flag else self.reply()
+
     def connect(self, host="mail.example.net", addr="192.0.2.7", port=40000, family=b"4",
                 macros=None):
         if macros is None:
@@ -124,11 +142,11 @@ class Milter:
         if macros:
             self.macro(b"C", **macros)
         self.send(b"C", z(host) + family + struct.pack(">H", port) + z(addr))
-        return self.reply()
+        return self.maybe_reply(SMFIP_NR_CONN)
 
     def mail(self, sender="<sender@example.net>", *params):
         self.send(b"M", z(sender, *params))
-        return self.reply()
+        return self.maybe_reply(SMFIP_NR_MAIL)
 
     def rcpt(self, arg, *params, qid=None):
         if qid:
@@ -137,14 +155,18 @@ class Milter:
         return self.reply()
 
     def header(self, name, value):
+        if self.proto & SMFIP_NOHDRS:
+            return None
         self.send(b"L", z(name, value))
-        return None if self.nr_hdr else self.reply()
+        return self.maybe_reply(SMFIP_NR_HDR)
 
     def eoh(self, qid=None):
+        if self.proto & SMFIP_NOEOH:
+            return None
         if qid:
             self.macro(b"N", i=qid)
         self.send(b"N")
-        return self.reply()
+        return self.maybe_reply(SMFIP_NR_EOH)
 
     def eom(self, qid=None):
         """(modifications, final reply): ("-", rcpt) / ("2", rcpt, args) / ("+", rcpt)"""
@@ -203,7 +225,6 @@ class Env:
             f.write("state_dir = %s\n" % self.state)
             f.write("milter_listen = %s\n" % (listen or "unix:" + self.sock))
             f.write("log_level = debug\n")
-            f.write("max_hops = 5\n")
             f.write(extra)
 
     def ctl(self, *args, stdin=None):
@@ -263,12 +284,21 @@ def test_negotiation(env):
     ok(n["actions"] & (SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT) == SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT
        and not n["actions"] & (SMFIF_ADDHDRS | SMFIF_ADDRCPT),
        "negotiation: asks for add-with-parameters and delete recipient only", hex(n["actions"]))
-    want = SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_HDR
-    ok(n["proto"] & want == want and not n["proto"] & SMFIP_NOCONNECT,
-       "negotiation: skips HELO, body, DATA, unknown; no header replies", hex(n["proto"]))
-    ok(n["macros"].get(0) == "{client_addr} {client_resolve}" and n["macros"].get(3) == "i"
-       and n["macros"].get(6) == "i" and n["macros"].get(5) == "i",
-       "negotiation: macro lists (connect, rcpt, eoh, eom)", n["macros"])
+    want = (SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOHDRS | SMFIP_NOEOH
+            | SMFIP_NR_CONN | SMFIP_NR_MAIL)
+    ok(n["proto"] == want,
+       "negotiation: skips HELO, DATA, unknown, headers, end-of-headers, body; "
+       "no reply to connect and MAIL; nothing else", hex(n["proto"]))
+    ok(n["macros"].get(0) == "{client_addr} {client_resolve}" and n["macros"].get(2) == "i"
+       and n["macros"].get(3) == "i" and n["macros"].get(5) == "i" and 6 not in n["macros"],
+       "negotiation: macro lists (connect, mail, rcpt, eom; no eoh list when EOH is skipped)",
+       n["macros"])
+    m.close()
+    m = Milter(env.sock, proto=OLD_PROTO)
+    ok(m.neg["proto"] == SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_HDR
+       and m.neg["macros"].get(6) == "i",
+       "negotiation, an MTA without NOHDRS/NOEOH/NR_CONN/NR_MAIL: no header replies, eoh macros",
+       (hex(m.neg["proto"]), m.neg["macros"]))
     m.close()
     # an MTA that cannot delete recipients gets no filter at all
     try:
@@ -282,8 +312,8 @@ def test_negotiation(env):
 
 def test_smtp_transaction(env):
     m = Milter(env.sock)
-    ok(m.connect() == "c", "smtp: connect continues")
-    ok(m.mail("<sender@example.net>", "SIZE=2000", "BODY=8BITMIME") == "c", "smtp: MAIL continues")
+    ok(m.connect() is None, "smtp: connect, no reply (NR_CONN)")
+    ok(m.mail("<sender@example.net>", "SIZE=2000", "BODY=8BITMIME") is None, "smtp: MAIL, no reply (NR_MAIL)")
     r = m.rcpt("<Alice+Tag@Example.COM>", "NOTIFY=FAILURE", qid="4QABC1")
     ok(r == "c", "smtp: plus-addressed mailbox accepted", r)
     r = m.rcpt("<nobody@example.com>")
@@ -301,9 +331,8 @@ def test_smtp_transaction(env):
     # libmilter's contract: '%' doubled; Postfix's milter8.c undoes it
     r = m.rcpt("<100%@example.com>")
     ok(r.startswith("y550 5.1.1 <100%%@example.com>"), "smtp: '%' in a reply doubled for the MTA", r)
-    ok(m.header("Received", "from a by b") is None, "smtp: no reply to headers (NR_HDR)")
-    m.header("Subject", "secret-subject-marker")
-    ok(m.eoh(qid="4QABC1") == "c", "smtp: EOH continues")
+    ok(m.header("Subject", "secret-subject-marker") is None and m.eoh(qid="4QABC1") is None,
+       "smtp: headers and end-of-headers not sent (NOHDRS, NOEOH)")
     mods, final = m.eom(qid="4QABC1")
     want = [("-", "<Alice+Tag@Example.COM>"),
             ("-", "<hook@example.com>"),
@@ -314,45 +343,60 @@ def test_smtp_transaction(env):
             ("2", hook(env.sales_hook), "ORCPT=rfc822;team@example.com")]
     ok(final == "c" and mods == want, "smtp: EOM deletes each alias and adds each target once",
        "got  %r %s\nwant %r" % (mods, final, want))
-    # a second message on the same connection: nothing hosted -> accept at EOH
-    ok(m.mail("<sender@example.net>") == "c", "smtp: second MAIL")
+    # a second message on the same connection: nothing hosted -> no change
+    ok(m.mail("<sender@example.net>") is None, "smtp: second MAIL")
     ok(m.rcpt("<x@gmail.com>") == "c", "smtp: second message, other domain")
-    ok(m.eoh() == "a", "smtp: nothing to rewrite: accepted at EOH")
+    ok(m.eom() == ([], "c"), "smtp: nothing to rewrite: EOM changes nothing")
     # abort throws the message away
     m.mail("<sender@example.net>")
     m.rcpt("<alice@example.com>")
     m.abort()
     m.mail("<sender@example.net>")
     m.rcpt("<x@gmail.com>")
-    ok(m.eoh() == "a", "smtp: abort forgets the recipients")
+    ok(m.eom() == ([], "c"), "smtp: abort forgets the recipients")
     m.close()
 
 
-def test_hops(env):
-    m = Milter(env.sock)
-    m.connect()
-    m.mail()
-    m.rcpt("<alice@example.com>")
-    for i in range(3):
-        m.header("Received", "from hop%d" % i)
-    for i in range(2):
-        m.header("Delivered-To", "x@example.com")
-    ok(m.eoh() == "c", "hops: max_hops (5) lines pass")
-    mods, final = m.eom()
-    ok(final == "c" and len(mods) == 2, "hops: and are rewritten", mods)
-    m.mail()
-    m.rcpt("<alice@example.com>")
-    for i in range(6):
-        m.header("received", "from hop%d" % i)
+def test_old_mta(env):
+    """An MTA that sends headers and end-of-headers, with replies to all but
+    headers (OLD_PROTO), or to everything (NO_NR_PROTO): the same answers
+    through the header and eoh callbacks; headers change nothing (loop
+    protection is sealbox-lmtpd's)."""
+    for label, proto in (("old MTA", OLD_PROTO), ("old MTA without NR", NO_NR_PROTO)):
+        m = Milter(env.sock, proto=proto)
+        ok(m.connect() == "c" and m.mail() == "c",
+           label + ": connect and MAIL answered 'continue' (libmilter stands in for NOREPLY)")
+        m.rcpt("<alice@example.com>", qid="4QOLD1")
+        hdr = [m.header("Received", "from hop%d" % i) for i in range(30)]
+        hdr.append(m.header("Subject", "secret-subject-marker"))
+        want = [None] * 31 if proto & SMFIP_NR_HDR else ["c"] * 31
+        ok(hdr == want, label + ": headers %s" % ("not answered (NR_HDR)" if want[0] is None
+                                                  else "answered 'continue'"), hdr)
+        ok(m.eoh(qid="4QOLD1") == "c", label + ": a hosted recipient: EOH continues")
+        mods, final = m.eom(qid="4QOLD1")
+        ok(final == "c" and mods == [("-", "<alice@example.com>"),
+                                     ("2", mbox(env, env.alice), "ORCPT=rfc822;alice@example.com")],
+           label + ": 30 Received lines: rewritten all the same", (mods, final))
+        m.mail()
+        m.rcpt("<x@gmail.com>")
+        ok(m.eoh() == "a", label + ": nothing to rewrite: accepted at EOH")
+        m.close()
+    # non-SMTP failure answered at EOH when the MTA sends it
+    m = Milter(env.sock, proto=OLD_PROTO)
+    m.connect("localhost", "127.0.0.1", 0, macros={"{client_addr}": "127.0.0.1"})
+    m.mail("s@example.com")
+    env.sql("ALTER TABLE aliases RENAME TO aliases_away")
+    ok(m.rcpt("alice@example.com") == "c", "old MTA, non-smtp broken directory.db: RCPT not refused")
+    env.sql("ALTER TABLE aliases_away RENAME TO aliases")
     r = m.eoh()
-    ok(r.startswith("y554 5.4.6 Too many hops (6 Received/Delivered-To"), "hops: one more is 554 5.4.6", r)
+    ok(r == "y451 4.3.0 Temporary lookup failure", "old MTA, non-smtp broken directory.db: 451 at EOH", r)
     m.close()
 
 
 def test_non_smtp(env):
     # Postfix cleanup (non_smtpd_milters): {client_addr} but no {client_resolve}
     m = Milter(env.sock)
-    ok(m.connect("localhost", "127.0.0.1", 0, macros={"{client_addr}": "127.0.0.1"}) == "c",
+    ok(m.connect("localhost", "127.0.0.1", 0, macros={"{client_addr}": "127.0.0.1"}) is None,
        "non-smtp: connect")
     m.mail("sender@example.com")
     ok(m.rcpt("nobody@example.com") == "c", "non-smtp: unknown recipient not refused")
@@ -360,7 +404,6 @@ def test_non_smtp(env):
     ok(m.rcpt("%s@mailbox.sealbox.internal" % env.alice) == "c",
        "non-smtp: internal address left alone (postsuper -r)")
     ok(m.rcpt("full@example.com") == "c", "non-smtp: full mailbox left to lmtpd")
-    ok(m.eoh() == "c", "non-smtp: EOH")
     mods, final = m.eom()
     want = [("-", "nobody@example.com"), ("-", "alice@example.com"), ("-", "full@example.com"),
             ("2", "<nobody=example.com@unknown.sealbox.internal>", "ORCPT=rfc822;nobody@example.com"),
@@ -439,15 +482,16 @@ def test_directory_error(env):
     ok(m.rcpt("<alice@example.com>") == "c", "repaired directory.db: accepted again")
     m.abort()
     m.close()
-    # non-SMTP: the whole message is deferred at EOH
+    # non-SMTP: the whole message is deferred at EOM (EOH is not sent)
     m = Milter(env.sock)
     m.connect("localhost", "127.0.0.1", 0, macros={"{client_addr}": "127.0.0.1"})
     m.mail("s@example.com")
     env.sql("ALTER TABLE aliases RENAME TO aliases_away")
     ok(m.rcpt("alice@example.com") == "c", "non-smtp broken directory.db: RCPT not refused")
     env.sql("ALTER TABLE aliases_away RENAME TO aliases")
-    r = m.eoh()
-    ok(r == "y451 4.3.0 Temporary lookup failure", "non-smtp broken directory.db: 451 at EOH", r)
+    r = m.eom()
+    ok(r == ([], "y451 4.3.0 Temporary lookup failure"),
+       "non-smtp broken directory.db: 451 at EOM, nothing rewritten", r)
     m.close()
 
 
@@ -459,6 +503,8 @@ def test_log(env):
     ok("action=reject 550 5.1.1 (no such user)" in log, "log: rejects with the reason")
     ok("queue=4QABC1 rewritten: 3 recipients deleted, 4 added" in log, "log: the EOM rewrite")
     ok("secret-subject-marker" not in log and "from hop" not in log, "log: no header or body content")
+    ok("queue=4QOLD1 rewritten: 1 recipients deleted, 1 added" in log,
+       "log: the queue id from the EOH/EOM macros of an old MTA")
     ok("non-SMTP" in log, "log: the session kind at debug level")
 
 
@@ -507,8 +553,6 @@ def test_startup_errors(env):
     ok(rc == 1 and "not a socket" in err and os.path.isfile(plain), "start: never replaces a file", err)
     rc, err = run(listen="unix:%s/missing/dir/sock" % env.dir)
     ok(rc == 1 and "cannot listen" in err, "start: missing socket directory", err)
-    rc, err = run(conf_extra="max_hops = 0\n")
-    ok(rc == 1 and "max_hops" in err, "start: max_hops range", err)
     rc, err = run(conf_extra="milter_max_recipients = x\n")
     ok(rc == 1 and "milter_max_recipients" in err, "start: milter_max_recipients number", err)
     r = subprocess.run([MILTER, "-x"], capture_output=True, text=True, timeout=10)
@@ -522,7 +566,7 @@ def main():
         env.start()
         test_negotiation(env)
         test_smtp_transaction(env)
-        test_hops(env)
+        test_old_mta(env)
         test_non_smtp(env)
         test_concurrency(env)
         test_live_changes(env)

@@ -13,7 +13,10 @@ tiny quota), starts sealbox-lmtpd -f on unix sockets, then:
     byte-exact after the Delivered-To/Received fields lmtpd prepended;
   - a Postfix retry (same XFORWARD IDENT and recipient) stores nothing;
   - the idle timeout, the connection limit, and a write failure (the daemon
-    under RLIMIT_FSIZE) giving 451 with nothing left in the spool.
+    under RLIMIT_FSIZE) giving 451 with nothing left in the spool;
+  - loop protection (more than max_hops Received/Delivered-To lines: 554
+    5.4.6 per recipient) on the mailbox listener (transcript "hops") and
+    on the webhook listener (no POST), and max_hops checked at start-up.
 In NAME.in, ${ALICE} and ${BOB} stand for the mailbox ids, ${BIG} for a
 body line long enough to exceed message_size_limit; lines end in CRLF.
 """
@@ -279,6 +282,23 @@ def webhooks(env):
            and doc.get("session", {}).get("queueId") == "4HOOK1"
            and doc.get("session", {}).get("remoteAddress") == "192.0.2.9",
            "webhooks: two aliases of one URL share one POST; JSON fields; raw=false honoured", doc)
+        # a mail loop: 26 Received/Delivered-To lines, every recipient 554, no POST
+        loop = (b"Received: from a by b\r\n" * 13 + b"Delivered-To: hooks@example.test\r\n" * 13
+                + b"Subject: loop\r\n\r\nround and round\r\n")
+        data = (b"LHLO postfix.test\r\nXFORWARD IDENT=4HOOKLOOP\r\nMAIL FROM:<dana@example.org>\r\n"
+                + rc("hooks", "hooks") + rc("broken", "broken") + b"DATA\r\n" + loop + b".\r\nQUIT\r\n")
+        out = session(env.hsock, data, timeout=40).decode()
+        replies = out.split("\r\n354 ")[-1].split("\r\n")[1:3]
+        with open(os.path.join(rec, "log")) as f:
+            posts = len(f.read().splitlines())
+        ok(len(replies) == 2 and all(r.startswith("554 5.4.6 <") and "Too many hops (26 Received/Delivered-To"
+                                     in r for r in replies) and posts == 5,
+           "webhooks: more than max_hops hops: 554 5.4.6 for each recipient, nothing POSTed",
+           (out, posts))
+        ok(re.search(r"queue=4HOOKLOOP rcpt=[0-9a-f]{32}@webhook\.sealbox\.internal orcpt=hooks@example\.test "
+                     r"size=\d+ status=554 5\.4\.6: too many hops \(26 Received/Delivered-To header lines, "
+                     r"max_hops 25\)", env.logtext()),
+           "webhooks: the loop is logged per recipient", env.logtext()[-1500:])
     finally:
         srv.kill()
         srv.wait()
@@ -384,6 +404,18 @@ def write_failure(env):
     ok("250 2.0.0" in out.split("\r\n354 ")[-1], "with space again the same delivery works", out)
 
 
+def startup_checks(env):
+    """max_hops is read and checked by lmtpd (1..1000)."""
+    bad = os.path.join(env.dir, "bad.conf")
+    for value in ("0", "1001", "x"):
+        with open(env.conf) as f, open(bad, "w") as g:
+            g.write(f.read() + "max_hops = %s\n" % value)
+        r = subprocess.run([LMTPD, "-f", "-c", bad], capture_output=True, text=True, timeout=30)
+        ok(r.returncode == 1 and "max_hops" in r.stderr, "start: max_hops = %s refused" % value, r.stderr)
+    ok(re.search(r"started \(state_dir \S+, message_size_limit \d+, max_hops 25\)", env.logtext()),
+       "start: max_hops (default 25) in the start line", env.logtext()[:500])
+
+
 def main():
     env = Env()
     try:
@@ -394,6 +426,7 @@ def main():
         concurrent(env)
         idle_and_limits(env)
         write_failure(env)
+        startup_checks(env)
         log = env.logtext()
         ok(re.search(r"queue=4E2EQUEUE rcpt=[0-9a-f]{32}@mailbox\.sealbox\.internal "
                      r"orcpt=hello\+news@example\.test delivery=[0-9a-f]{32} size=\d+ status=250", log),

@@ -3,7 +3,8 @@
  * entry holds Delivered-To, Received and the message byte-exact; a Postfix
  * retry of a recorded (queue id, recipient) stores nothing; quota; unknown
  * mailboxes; a write failure (RLIMIT_FSIZE) leaves the spool journal
- * exactly as long as before and changes no counter.
+ * exactly as long as before and changes no counter; the hop count of
+ * the header block (loop protection).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -236,6 +237,74 @@ TEST(write_failure_leaves_nothing)
 	CHECKF(size > 0 && journal_size() == size, "journal %lld bytes, was %lld", journal_size(), size);
 }
 
+static unsigned
+hops(const char *m)
+{
+	return sbx_deliver_hops(m, strlen(m));
+}
+
+TEST(hops_counted_in_the_header_block)
+{
+	static const char crlf[] =
+		"Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n"
+		"Subject: x\r\n"
+		"RECEIVED: from c\r\n"
+		"\tby d with ESMTP; Mon, 1 Jan 2026 00:00:00 +0000\r\n"
+		"delivered-to: x@example.com\r\n"
+		"X-Received: not a hop\r\n"
+		"Received-SPF: pass\r\n"
+		"X-Folded: one\r\n"
+		" Received: in a continuation line\r\n"
+		"Received : obsolete white space before the colon\r\n"
+		"\r\n"
+		"Received: in the body\r\n"
+		"Delivered-To: in the body\r\n";
+	char *lf = sbx_xstrdup(crlf), *big;
+	size_t i, o = 0;
+	struct sbx_buf b = { 0 };
+
+	CHECK(hops(crlf) == 4);
+	for (i = 0; lf[i] != '\0'; i++)
+		if (lf[i] != '\r')
+			lf[o++] = lf[i];
+	lf[o] = '\0';
+	CHECK(hops(lf) == 4);                         /* LF LF ends it too */
+	free(lf);
+	/* the header/body boundary, both line ends, and a message cut short */
+	CHECK(hops("Received: a\r\n\r\nReceived: b\r\n") == 1);
+	CHECK(hops("Received: a\n\nReceived: b\n") == 1);
+	CHECK(hops("Received: a\r\nReceived: b") == 2);  /* no line end at all */
+	CHECK(hops("Received: a\r\nReceived") == 1);     /* a name without ':' */
+	CHECK(hops("") == 0);
+	CHECK(sbx_deliver_hops(NULL, 0) == 0);
+	CHECK(hops("\r\nReceived: a\r\n") == 0);       /* no header block */
+	CHECK(hops("\nReceived: a\n") == 0);
+	/* the length is the bound, not a NUL */
+	CHECK(sbx_deliver_hops("Received: a\r\nReceived: b\r\n", 13) == 1);
+	{
+		static const char nul[] = "Received: a\0\r\nReceived: b\r\n";
+
+		CHECK(sbx_deliver_hops(nul, sizeof(nul) - 1) == 2);
+	}
+	/* the first line that is no field ends the block (Postfix's cleanup
+	 * takes it as the first body line) */
+	CHECK(hops("Subject: x\r\nnot a header\r\nReceived: a\r\n") == 0);
+	CHECK(hops("From sender Mon Jan  1 00:00:00 2026\nReceived: a\n") == 0);
+	CHECK(hops(": no name\r\nReceived: a\r\n") == 0);
+	CHECK(hops(" Received: a leading continuation\r\nReceived: b\r\n") == 0);
+	CHECK(hops("X-\xc3\xa9t\xc3\xa9: 8-bit name\r\nReceived: a\r\n") == 1);
+	/* a line of only CR is empty; a lone CR elsewhere is content */
+	CHECK(hops("Received: a\r\n\r\r\nReceived: b\r\n") == 1);
+	CHECK(hops("Received: a\r\r\nReceived: b\r\n") == 2);
+	/* many */
+	for (i = 0; i < 10000; i++)
+		sbx_buf_appendf(&b, "%s: hop %zu\r\n", i % 2 ? "Received" : "Delivered-To", i);
+	sbx_buf_appendf(&b, "\r\nbody\r\n");
+	big = b.data;
+	CHECK(sbx_deliver_hops(big, b.len) == 10000);
+	free(big);
+}
+
 int
 main(void)
 {
@@ -252,6 +321,7 @@ main(void)
 	RUN(retry_of_recorded_delivery_stores_nothing);
 	RUN(quota_and_unknown);
 	RUN(write_failure_leaves_nothing);
+	RUN(hops_counted_in_the_header_block);
 
 	sbx_dir_close(&dir);
 	sbx_keys_free(&keys);
