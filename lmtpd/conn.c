@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "deliver.h"
 #include "spool.h"
 #include "lmtpd.h"
@@ -278,6 +280,11 @@ struct msg_work {
 	char *msg;
 	size_t len;
 	char *mail_from, *queue_id;
+	/* the retry key: Postfix's short queue ids repeat, so a queue id
+	 * alone could make a new message look like a retry and lose it;
+	 * "<queue id>/<BLAKE2b-128 of the message>" matches only Postfix
+	 * sending the same queue file again */
+	char *dedup_key;
 	struct one *v;
 	size_t n;
 	uint64_t t0;
@@ -307,7 +314,7 @@ one_run(uv_work_t *req)
 	 * get the message twice, never zero times */
 	memset(&rec, 0, sizeof(rec));
 	rec.mailbox_id = one->mailbox_id;
-	rec.queue_id = one->w->queue_id;
+	rec.queue_id = one->w->dedup_key;
 	rec.rcpt = one->rcpt;
 	rec.delivery_id = one->delivery_id;
 	rec.bytes = one->bytes;
@@ -391,6 +398,7 @@ deliver_done(struct msg_work *w, int status)
 	sbx_wipe_free(w->msg, w->len);
 	free(w->mail_from);
 	free(w->queue_id);
+	free(w->dedup_key);
 	free(w->v);
 	free(w);
 	if (c->closing) {
@@ -444,6 +452,14 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 	w->len = ev->msg_len;
 	w->mail_from = sbx_xstrdup(mail != NULL ? mail->from : "");
 	w->queue_id = x != NULL && x->ident != NULL ? sbx_xstrdup(x->ident) : NULL;
+	if (w->queue_id != NULL) {
+		unsigned char h[16];
+		char hex[33];
+
+		crypto_generichash(h, sizeof(h), (const unsigned char *)ev->msg, ev->msg_len, NULL, 0);
+		sbx_hex(hex, h, sizeof(h));
+		w->dedup_key = sbx_xasprintf("%s/%s", w->queue_id, hex);
+	}
 	w->n = ev->nrcpts;
 	w->v = sbx_xcalloc(w->n + 1, sizeof(*w->v));
 	for (i = 0; i < w->n; i++) {
@@ -459,7 +475,7 @@ deliver_message(struct conn *c, const struct sbx_lmtp_event *ev)
 		one->req.rcpt = one->rcpt;
 		one->req.orcpt = one->orcpt;
 		one->req.mail_from = w->mail_from;
-		one->req.queue_id = w->queue_id;
+		one->req.queue_id = w->dedup_key;
 		one->req.received = one->received;
 		one->req.msg = w->msg;
 		one->req.len = w->len;

@@ -219,6 +219,12 @@ def end_to_end(env):
     again = session(env.sock, data).decode()
     ok("Already delivered" in again and len(env.spool(env.alice)) == before + 1,
        "Postfix retry (same queue id and recipient) stores nothing", again)
+    # Postfix's short queue ids repeat: another message under the same id is
+    # a new delivery, never "Already delivered" (that would lose it)
+    other = data.replace(b"line one", b"another message, same queue id")
+    out2 = session(env.sock, other).decode()
+    ok("Saved to the sealed spool" in out2 and len(env.spool(env.alice)) == before + 2,
+       "a different message under a reused queue id is delivered, not taken for a retry", out2)
     mbox = os.path.join(env.dir, "alice.mbox")
     env.ctl("export", "alice@example.test", "--password-stdin", "--mbox", mbox, stdin="alice-password\n")
     with open(mbox, "rb") as f:
